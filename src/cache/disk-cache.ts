@@ -1,0 +1,107 @@
+/**
+ * The on-disk chunk cache: chunks stored uncompressed, one file per chunk,
+ * named by the SHA-256 of their content, under chunks/<2 hex>/<64 hex>.
+ *
+ * Uncompressed, because a cached read is then one pread with nothing to
+ * decompress, and because the bytes of a chunk shared by several images
+ * then sit once in the page cache. Content-addressed, so every image and
+ * every process on the host shares it without coordination: a chunk is
+ * written to tmp/ and renamed into place, so nobody ever sees a partial
+ * file, and two writers of one chunk write the same bytes. Entries are
+ * verified when read; a bad one is removed and fetched again.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { describeSystemError, ioError, isSystemError } from '../errors.js';
+import { sha256 } from '../chunk/digest.js';
+import type { ChunkRecord } from '../format/tree-layout.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+
+export interface DiskCacheStats {
+  hits: number;
+  misses: number;
+  corrupt: number;
+  bytesWritten: number;
+}
+
+export class DiskCache {
+  readonly stats: DiskCacheStats = { hits: 0, misses: 0, corrupt: 0, bytesWritten: 0 };
+
+  private constructor(readonly dir: string) {}
+
+  static async open(dir: string): Promise<DiskCache> {
+    try {
+      // 0700: cached chunks are image content, which may be private.
+      await fsp.mkdir(path.join(dir, 'chunks'), { recursive: true, mode: 0o700 });
+      await fsp.mkdir(path.join(dir, 'tmp'), { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw ioError(`cannot create the chunk cache in ${dir}: ${describeSystemError(error)}`);
+    }
+    return new DiskCache(dir);
+  }
+
+  chunkPath(digest: Buffer): string {
+    const hex = digest.toString('hex');
+    return path.join(this.dir, 'chunks', hex.slice(0, 2), hex);
+  }
+
+  /** The cached bytes if present and intact; a damaged entry is removed. */
+  async read(chunk: ChunkRecord): Promise<Buffer | undefined> {
+    const file = this.chunkPath(chunk.digest);
+    let data: Buffer;
+    try {
+      data = await fsp.readFile(file);
+    } catch (error) {
+      if (isSystemError(error, 'ENOENT')) {
+        this.stats.misses += 1;
+        return undefined;
+      }
+      throw ioError(`cannot read cached chunk ${file}: ${describeSystemError(error)}`);
+    }
+    if (data.length !== chunk.length || !sha256(data).equals(chunk.digest)) {
+      this.stats.corrupt += 1;
+      this.stats.misses += 1;
+      await fsp.rm(file, { force: true });
+      return undefined;
+    }
+    this.stats.hits += 1;
+    return data;
+  }
+
+  async write(chunk: ChunkRecord, data: Buffer): Promise<void> {
+    const file = this.chunkPath(chunk.digest);
+    const temp = path.join(this.dir, 'tmp', `${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await fsp.writeFile(temp, data, { mode: 0o600 });
+      try {
+        await fsp.rename(temp, file);
+      } catch (error) {
+        if (!isSystemError(error, 'ENOENT')) throw error;
+        await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+        await fsp.rename(temp, file);
+      }
+      this.stats.bytesWritten += data.length;
+    } catch (error) {
+      await fsp.rm(temp, { force: true });
+      throw ioError(`cannot write chunk to the cache ${this.dir}: ${describeSystemError(error)}`);
+    }
+  }
+}
+
+/** A disk cache in front of another chunk store. */
+export class DiskCachedStore implements ChunkStore {
+  constructor(
+    private readonly cache: DiskCache,
+    private readonly origin: ChunkStore,
+  ) {}
+
+  async get(chunk: ChunkRecord): Promise<Buffer> {
+    const cached = await this.cache.read(chunk);
+    if (cached !== undefined) return cached;
+    const data = await this.origin.get(chunk);
+    // A full disk must not fail the read: the data is good, only not kept.
+    await this.cache.write(chunk, data).catch(() => undefined);
+    return data;
+  }
+}

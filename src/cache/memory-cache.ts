@@ -1,0 +1,45 @@
+/**
+ * Decompressed, verified chunks kept in memory, bounded in bytes. FUSE
+ * reads arrive in 128 KiB pieces and a 64 KiB-average chunk serves several
+ * of them, so without this every chunk would be read and hashed again and
+ * again. Concurrent requests for one chunk share one load.
+ */
+import { LRUCache } from 'lru-cache';
+import type { ChunkRecord } from '../format/tree-layout.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+
+export const DEFAULT_MEMORY_CACHE_BYTES = 128 * 1024 * 1024;
+
+export class MemoryCachedStore implements ChunkStore {
+  private readonly cache: LRUCache<string, Buffer>;
+  private readonly loading = new Map<string, Promise<Buffer>>();
+
+  constructor(
+    private readonly origin: ChunkStore,
+    maxBytes = DEFAULT_MEMORY_CACHE_BYTES,
+  ) {
+    this.cache = new LRUCache<string, Buffer>({ maxSize: maxBytes, sizeCalculation: (value) => Math.max(1, value.length) });
+  }
+
+  get(chunk: ChunkRecord): Promise<Buffer> {
+    const key = chunk.digest.toString('hex');
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return Promise.resolve(cached);
+    let pending = this.loading.get(key);
+    if (pending === undefined) {
+      pending = this.origin.get(chunk).then(
+        (data) => {
+          this.loading.delete(key);
+          this.cache.set(key, data);
+          return data;
+        },
+        (error: unknown) => {
+          this.loading.delete(key);
+          throw error;
+        },
+      );
+      this.loading.set(key, pending);
+    }
+    return pending;
+  }
+}

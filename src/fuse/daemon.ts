@@ -1,0 +1,94 @@
+/**
+ * The mount daemon: opens an image, mounts it, serves it until someone
+ * unmounts it (tessera umount, umount(8), fusermount3 -u) or the daemon is
+ * told to stop (SIGTERM, SIGINT), then frees everything and returns.
+ *
+ * Nothing here runs a synchronous child process: once the mount exists,
+ * a child that touched it would wait on this very process.
+ */
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { describeSystemError, ioError } from '../errors.js';
+import type { Image } from '../image/image.js';
+import type { Logger } from '../log.js';
+import { nativeFuse } from '../native/index.js';
+import { ImageFilesystem } from './filesystem.js';
+import { checkMountpoint } from './mount-table.js';
+import { FuseSession } from './session.js';
+
+/** The image never changes under a mount: the kernel may cache names and attributes for a day. */
+const ENTRY_TIMEOUT_SECONDS = 86400;
+const MAX_READAHEAD = 1024 * 1024;
+
+export interface ServeOptions {
+  image: Image;
+  /** What to call the mount in /proc/mounts (its "source"). */
+  sourceName: string;
+  mountpoint: string;
+  /** Extra FUSE/mount options (already validated): allow_other, suid, dev, ... */
+  fuseOptions: readonly string[];
+  log: Logger;
+  /** Called once the mount serves requests. */
+  onReady: () => void;
+}
+
+/** Clears a mount left behind by a daemon that died, without a synchronous child process. */
+async function clearStaleMount(mountpoint: string, log: Logger): Promise<void> {
+  log.warn(`${mountpoint} holds a mount whose daemon is gone; unmounting it first`);
+  if (process.geteuid?.() === 0 && nativeFuse.umountDetach(mountpoint) === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('fusermount3', ['-u', '-z', mountpoint], { stdio: 'ignore' });
+    child.on('error', (error) => reject(ioError(`cannot clear the stale mount at ${mountpoint}: ${describeSystemError(error)}`)));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(ioError(`cannot clear the stale mount at ${mountpoint} (fusermount3 exit ${code})`))));
+  });
+}
+
+/** fsname is a comma-separated option value: commas and backslashes in it must go. */
+function fsnameOf(sourceName: string): string {
+  return sourceName.replace(/[,\\\s]/g, '_');
+}
+
+export function fuseArgsFor(sourceName: string, extra: readonly string[]): string[] {
+  // ro: the image is immutable. default_permissions: the kernel enforces the
+  // image's modes and owners, so other users see what they should. nosuid
+  // and nodev stay the default unless "suid"/"dev" are passed explicitly.
+  const options = ['ro', 'default_permissions', `fsname=${fsnameOf(sourceName)}`, 'subtype=tessera', ...extra];
+  return ['-o', options.join(',')];
+}
+
+export async function serveImage(options: ServeOptions): Promise<void> {
+  const { image, log } = options;
+  const mountpoint = path.resolve(options.mountpoint);
+  if (checkMountpoint(mountpoint) === 'stale') await clearStaleMount(mountpoint, log);
+
+  const session = new FuseSession(mountpoint, new ImageFilesystem(image, ENTRY_TIMEOUT_SECONDS), {
+    fuseArgs: fuseArgsFor(options.sourceName, options.fuseOptions),
+    entryTimeout: ENTRY_TIMEOUT_SECONDS,
+    keepCache: true,
+    directIo: false,
+    maxReadahead: MAX_READAHEAD,
+    onError: (message) => log.error(message),
+  });
+  await session.mount();
+  log.info(`serving ${options.sourceName} (${image.manifestDigest}) at ${mountpoint}`);
+
+  const stop = (signal: string): void => {
+    log.info(`${signal}: unmounting ${mountpoint}`);
+    const rc = session.unmount();
+    if (rc !== 0) {
+      // Not root: fusermount3 does it, asynchronously.
+      spawn('fusermount3', ['-u', '-z', mountpoint], { stdio: 'ignore' }).on('error', (error) =>
+        log.error(`cannot unmount ${mountpoint}: ${describeSystemError(error)}`),
+      );
+    }
+  };
+  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+  for (const signal of signals) process.on(signal, stop);
+  options.onReady();
+  try {
+    await session.waitForExit();
+  } finally {
+    for (const signal of signals) process.off(signal, stop);
+  }
+  log.info(`${mountpoint} unmounted; daemon exiting`);
+}

@@ -1,0 +1,114 @@
+/**
+ * An opened tessera image: its manifest, config and superblock checked,
+ * its tree readable page by page, its files readable by range. Opening
+ * fetches three small blobs (manifest, config, superblock) and the tree
+ * chunks holding the header and the root inode; nothing else until asked.
+ */
+import { corrupt } from '../errors.js';
+import type { OciDigest } from '../chunk/digest.js';
+import { TESSERA_CHUNKING } from '../chunk/fastcdc.js';
+import { parseTesseraConfig, parseTesseraManifest, type Descriptor, type TesseraConfig, type TesseraManifest } from '../format/manifest.js';
+import { decodeSuperblock, type Superblock } from '../format/superblock.js';
+import type { Inode } from '../format/tree-layout.js';
+import { TreeReader } from '../format/tree-reader.js';
+import type { BlobSource } from '../store/blob-store.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+import { PackChunkStore } from '../store/pack-chunks.js';
+import { TreePages } from './tree-pages.js';
+
+export interface OpenImageOptions {
+  /**
+   * Wraps the store that reads chunks out of the image's packs, e.g. with
+   * the disk and memory caches. Identity when absent.
+   */
+  wrapChunkStore?: (origin: ChunkStore) => ChunkStore;
+}
+
+export class Image {
+  private constructor(
+    readonly source: BlobSource,
+    readonly manifestDescriptor: Descriptor,
+    readonly manifest: TesseraManifest,
+    readonly config: TesseraConfig,
+    readonly superblock: Superblock,
+    readonly chunks: ChunkStore,
+    readonly tree: TreeReader,
+  ) {}
+
+  static async open(source: BlobSource, options: OpenImageOptions = {}): Promise<Image> {
+    const { descriptor, bytes } = await source.resolveManifest();
+    const manifest = parseTesseraManifest(bytes, source.name);
+    const [configBytes, superblockBytes] = await Promise.all([
+      source.fetchBlob(manifest.config),
+      source.fetchBlob(manifest.superblock),
+    ]);
+    const config = parseTesseraConfig(configBytes, `${source.name}: config`);
+    const chunking = config.chunking;
+    if (chunking.maxSize > TESSERA_CHUNKING.maxSize) {
+      throw corrupt(`${source.name}: chunks of up to ${chunking.maxSize} bytes are more than this tessera accepts (${TESSERA_CHUNKING.maxSize})`);
+    }
+    const superblock = decodeSuperblock(superblockBytes);
+    checkPacksMatchManifest(superblock, manifest, source.name);
+    const origin = new PackChunkStore(source, superblock.packs);
+    const chunks = options.wrapChunkStore ? options.wrapChunkStore(origin) : origin;
+    const tree = await TreeReader.open(new TreePages(superblock.treeChunks, chunks), superblock.packs);
+    return new Image(source, descriptor, manifest, config, superblock, chunks, tree);
+  }
+
+  get manifestDigest(): OciDigest {
+    return this.manifestDescriptor.digest;
+  }
+
+  /**
+   * Bytes `offset .. offset+length` of a regular file (fewer at its end).
+   * Holes read as zeros. Chunks are fetched in parallel.
+   */
+  async readFile(file: Inode, offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(file.size, offset + length);
+    if (offset >= end) return Buffer.alloc(0);
+    const out = Buffer.alloc(end - offset);
+    const pieces: Promise<void>[] = [];
+    let index = await this.tree.findExtent(file, offset);
+    const batch = 64;
+    for (;;) {
+      const extents = await this.tree.extents(file, index, batch);
+      if (extents.length === 0) break;
+      let past = false;
+      for (const extent of extents) {
+        if (extent.fileOffset >= end) {
+          past = true;
+          break;
+        }
+        const from = Math.max(offset, extent.fileOffset);
+        const to = Math.min(end, extent.fileOffset + extent.length);
+        if (from >= to) continue;
+        pieces.push(
+          this.tree.chunk(extent.chunk).then(async (chunk) => {
+            if (extent.chunkOffset + extent.length > chunk.length) {
+              throw corrupt(`${this.source.name}: inode ${file.ino}: extent at ${extent.fileOffset} reaches past the end of its chunk`);
+            }
+            const data = await this.chunks.get(chunk);
+            const start = extent.chunkOffset + (from - extent.fileOffset);
+            data.copy(out, from - offset, start, start + (to - from));
+          }),
+        );
+      }
+      if (past || extents.length < batch) break;
+      index += extents.length;
+    }
+    await Promise.all(pieces);
+    return out;
+  }
+}
+
+function checkPacksMatchManifest(superblock: Superblock, manifest: TesseraManifest, where: string): void {
+  if (superblock.packs.length !== manifest.packs.length) {
+    throw corrupt(`${where}: the superblock lists ${superblock.packs.length} packs, the manifest ${manifest.packs.length}`);
+  }
+  superblock.packs.forEach((pack, i) => {
+    const layer = manifest.packs[i]!;
+    if (`sha256:${pack.digest.toString('hex')}` !== layer.digest || pack.size !== layer.size) {
+      throw corrupt(`${where}: pack ${i} in the superblock does not match manifest layer ${i + 1}`);
+    }
+  });
+}

@@ -1,0 +1,42 @@
+/* Shared helpers for tessera's native addon: what Node.js lacks (FUSE low-level
+ * sessions, xattrs, sparse-file seeks, mknod, utimensat with nanoseconds). */
+#ifndef TESSERA_NATIVE_COMMON_H
+#define TESSERA_NATIVE_COMMON_H
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stddef.h>
+
+#define NAPI_CALL(env, call)                                            \
+  do {                                                                  \
+    if ((call) != napi_ok) {                                            \
+      const napi_extended_error_info *info_;                            \
+      napi_get_last_error_info((env), &info_);                          \
+      bool pending_;                                                    \
+      napi_is_exception_pending((env), &pending_);                      \
+      if (!pending_) {                                                  \
+        napi_throw_error((env), NULL,                                   \
+                         info_->error_message ? info_->error_message    \
+                                              : "napi call failed");    \
+      }                                                                 \
+      return NULL;                                                      \
+    }                                                                   \
+  } while (0)
+
+/* Throws a Node-style system error: message "<syscall> <path>: <strerror>",
+ * with .code ("ENOENT"...), .errno (negative, as Node does) and .syscall. */
+napi_value tessera_throw_errno(napi_env env, int err, const char *syscall, const char *path);
+
+/* Copies a JS string or Buffer argument into a freshly malloc'd,
+ * NUL-terminated C string. Paths and names are bytes on Linux, so Buffers
+ * are accepted to carry names that are not valid UTF-8. Returns NULL (with a
+ * pending exception) on failure; the caller frees. */
+char *tessera_get_bytes(napi_env env, napi_value value, size_t *length_out);
+
+int64_t tessera_get_int64(napi_env env, napi_value value);
+double tessera_get_double(napi_env env, napi_value value);
+
+void tessera_register_fuse(napi_env env, napi_value exports);
+void tessera_register_fs(napi_env env, napi_value exports);
+
+#endif

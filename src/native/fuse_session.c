@@ -1,0 +1,556 @@
+/* A FUSE low-level session (libfuse3) whose requests are answered from
+ * JavaScript, asynchronously.
+ *
+ * Why our own binding rather than fuse-native: the low-level API speaks in
+ * inode numbers, which is what an image's metadata tree is indexed by (no
+ * path strings to resolve on every call, no path tree held in memory for a
+ * million files), and its replies may be sent from any thread at any later
+ * time. So the session thread below never waits for JavaScript: it copies
+ * each request into a message, queues it on a thread-safe function and goes
+ * back to reading /dev/fuse. JavaScript replies whenever its data is ready
+ * (a chunk may be on the network), with no per-operation timeout and full
+ * 64-bit offsets.
+ *
+ * Requests that need no data from the image (open, opendir, release,
+ * forget) are answered right here, without a trip to JavaScript. */
+#define _GNU_SOURCE
+#define FUSE_USE_VERSION 34
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+
+/* Operation codes shared with src/fuse/session.ts. */
+enum {
+  OP_INIT = 0,
+  OP_EXIT = 1,
+  OP_LOOKUP = 2,
+  OP_GETATTR = 3,
+  OP_READLINK = 4,
+  OP_READ = 5,
+  OP_READDIR = 6,
+  OP_READDIRPLUS = 7,
+  OP_STATFS = 8,
+  OP_GETXATTR = 9,
+  OP_LISTXATTR = 10,
+};
+
+/* Layout of the shared Float64Array through which JavaScript passes file
+ * attributes (and statfs figures) without allocating objects per reply. */
+enum {
+  ATTR_INO = 0,
+  ATTR_MODE,
+  ATTR_NLINK,
+  ATTR_UID,
+  ATTR_GID,
+  ATTR_RDEV_MAJOR,
+  ATTR_RDEV_MINOR,
+  ATTR_SIZE,
+  ATTR_BLOCKS,
+  ATTR_ATIME_SEC,
+  ATTR_ATIME_NSEC,
+  ATTR_MTIME_SEC,
+  ATTR_MTIME_NSEC,
+  ATTR_CTIME_SEC,
+  ATTR_CTIME_NSEC,
+  ATTR_BLKSIZE,
+  ATTR_SLOTS
+};
+
+typedef struct {
+  int op;
+  fuse_req_t req;
+  uint64_t ino;
+  uint64_t a; /* size for read/readdir/xattr requests, or the loop's exit code */
+  uint64_t b; /* offset for read/readdir */
+  char *name; /* lookup / getxattr name, copied: libfuse reuses its buffer */
+  size_t name_length;
+} message_t;
+
+typedef struct {
+  struct fuse_session *se;
+  pthread_t thread;
+  int thread_started;
+  int closed;
+  napi_threadsafe_function tsfn;
+  char *mountpoint;
+  int keep_cache;
+  int direct_io;
+  unsigned max_readahead;
+} session_t;
+
+static double *attr_slots = NULL;
+static napi_ref attr_slots_ref = NULL;
+
+static void post(session_t *s, int op, fuse_req_t req, uint64_t ino, uint64_t a, uint64_t b,
+                 const char *name) {
+  message_t *m = calloc(1, sizeof *m);
+  if (m == NULL) {
+    if (req != NULL) fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  m->op = op;
+  m->req = req;
+  m->ino = ino;
+  m->a = a;
+  m->b = b;
+  if (name != NULL) {
+    m->name_length = strlen(name);
+    m->name = malloc(m->name_length + 1);
+    if (m->name == NULL) {
+      free(m);
+      if (req != NULL) fuse_reply_err(req, ENOMEM);
+      return;
+    }
+    memcpy(m->name, name, m->name_length + 1);
+  }
+  if (napi_call_threadsafe_function(s->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+    /* The JavaScript side is shutting down: fail the request rather than
+     * leave the caller in the kernel waiting forever. */
+    if (req != NULL) fuse_reply_err(req, EIO);
+    free(m->name);
+    free(m);
+  }
+}
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn) {
+  session_t *s = userdata;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  /* The image never changes under the mount: nothing to invalidate. */
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  if (s->max_readahead > 0) conn->max_readahead = s->max_readahead;
+  post(s, OP_INIT, NULL, 0, 0, 0, NULL);
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  post(fuse_req_userdata(req), OP_LOOKUP, req, parent, 0, 0, name);
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  post(fuse_req_userdata(req), OP_GETATTR, req, ino, 0, 0, NULL);
+}
+
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
+  post(fuse_req_userdata(req), OP_READLINK, req, ino, 0, 0, NULL);
+}
+
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = fuse_req_userdata(req);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  fi->keep_cache = s->keep_cache;
+  fi->direct_io = s->direct_io;
+  fuse_reply_open(req, fi);
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  post(fuse_req_userdata(req), OP_READ, req, ino, size, (uint64_t)off, NULL);
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  fuse_reply_err(req, 0);
+}
+
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  /* Directory listings never change: let the kernel cache them. */
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  fuse_reply_open(req, fi);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  post(fuse_req_userdata(req), OP_READDIR, req, ino, size, (uint64_t)off, NULL);
+}
+
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi) {
+  post(fuse_req_userdata(req), OP_READDIRPLUS, req, ino, size, (uint64_t)off, NULL);
+}
+
+static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  fuse_reply_err(req, 0);
+}
+
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
+  post(fuse_req_userdata(req), OP_STATFS, req, ino, 0, 0, NULL);
+}
+
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  post(fuse_req_userdata(req), OP_GETXATTR, req, ino, size, 0, name);
+}
+
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  post(fuse_req_userdata(req), OP_LISTXATTR, req, ino, size, 0, NULL);
+}
+
+/* The image keeps no per-inode state, so the kernel's forgets need no work. */
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  fuse_reply_none(req);
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  fuse_reply_none(req);
+}
+
+static const struct fuse_lowlevel_ops ll_ops = {
+    .init = ll_init,
+    .lookup = ll_lookup,
+    .forget = ll_forget,
+    .forget_multi = ll_forget_multi,
+    .getattr = ll_getattr,
+    .readlink = ll_readlink,
+    .open = ll_open,
+    .read = ll_read,
+    .release = ll_release,
+    .opendir = ll_opendir,
+    .readdir = ll_readdir,
+    .readdirplus = ll_readdirplus,
+    .releasedir = ll_releasedir,
+    .statfs = ll_statfs,
+    .getxattr = ll_getxattr,
+    .listxattr = ll_listxattr,
+};
+
+static void *loop_thread(void *arg) {
+  session_t *s = arg;
+  int rc = fuse_session_loop(s->se);
+  post(s, OP_EXIT, NULL, 0, (uint64_t)(rc < 0 ? -rc : rc), 0, NULL);
+  return NULL;
+}
+
+/* Runs on the JavaScript thread for every queued message: calls
+ * dispatch(op, req, ino, a, b, name). A request handle travels as a double:
+ * user-space pointers on 64-bit Linux fit in 48 bits, well within 2^53. */
+static void call_js(napi_env env, napi_value dispatch, void *context, void *data) {
+  message_t *m = data;
+  if (env == NULL) {
+    if (m->req != NULL) fuse_reply_err(m->req, EIO);
+    free(m->name);
+    free(m);
+    return;
+  }
+  napi_value argv[6], undefined, result;
+  napi_get_undefined(env, &undefined);
+  napi_create_int32(env, m->op, &argv[0]);
+  napi_create_double(env, (double)(uintptr_t)m->req, &argv[1]);
+  napi_create_double(env, (double)m->ino, &argv[2]);
+  napi_create_double(env, (double)m->a, &argv[3]);
+  napi_create_double(env, (double)m->b, &argv[4]);
+  if (m->name != NULL) {
+    void *copy;
+    napi_create_buffer_copy(env, m->name_length, m->name, &copy, &argv[5]);
+  } else {
+    argv[5] = undefined;
+  }
+  if (napi_call_function(env, undefined, dispatch, 6, argv, &result) != napi_ok) {
+    /* The dispatcher threw: the exception surfaces in Node; the request
+     * still gets an answer. */
+    if (m->req != NULL) fuse_reply_err(m->req, EIO);
+  }
+  free(m->name);
+  free(m);
+}
+
+static fuse_req_t req_from(napi_env env, napi_value value) {
+  double d = tessera_get_double(env, value);
+  return (fuse_req_t)(uintptr_t)d;
+}
+
+static void fill_stat(struct stat *st) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = (ino_t)attr_slots[ATTR_INO];
+  st->st_mode = (mode_t)attr_slots[ATTR_MODE];
+  st->st_nlink = (nlink_t)attr_slots[ATTR_NLINK];
+  st->st_uid = (uid_t)attr_slots[ATTR_UID];
+  st->st_gid = (gid_t)attr_slots[ATTR_GID];
+  st->st_rdev = makedev((unsigned)attr_slots[ATTR_RDEV_MAJOR], (unsigned)attr_slots[ATTR_RDEV_MINOR]);
+  st->st_size = (off_t)attr_slots[ATTR_SIZE];
+  st->st_blocks = (blkcnt_t)attr_slots[ATTR_BLOCKS];
+  st->st_blksize = (blksize_t)attr_slots[ATTR_BLKSIZE];
+  st->st_atim.tv_sec = (time_t)attr_slots[ATTR_ATIME_SEC];
+  st->st_atim.tv_nsec = (long)attr_slots[ATTR_ATIME_NSEC];
+  st->st_mtim.tv_sec = (time_t)attr_slots[ATTR_MTIME_SEC];
+  st->st_mtim.tv_nsec = (long)attr_slots[ATTR_MTIME_NSEC];
+  st->st_ctim.tv_sec = (time_t)attr_slots[ATTR_CTIME_SEC];
+  st->st_ctim.tv_nsec = (long)attr_slots[ATTR_CTIME_NSEC];
+}
+
+static napi_value return_int(napi_env env, int value) {
+  napi_value result;
+  napi_create_int32(env, value, &result);
+  return result;
+}
+
+/* setAttrSlots(Float64Array(ATTR_SLOTS)) */
+static napi_value js_set_attr_slots(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  NAPI_CALL(env, napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL));
+  if (type != napi_float64_array || length < ATTR_SLOTS) {
+    napi_throw_type_error(env, NULL, "setAttrSlots: expected a Float64Array of 16 slots");
+    return NULL;
+  }
+  if (attr_slots_ref != NULL) napi_delete_reference(env, attr_slots_ref);
+  NAPI_CALL(env, napi_create_reference(env, argv[0], 1, &attr_slots_ref));
+  attr_slots = data;
+  return NULL;
+}
+
+/* replyEntry(req, entryTimeout, attrTimeout): the entry's attributes are in
+ * the attr slots; ATTR_INO 0 makes a negative entry the kernel may cache. */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  fill_stat(&e.attr);
+  e.ino = e.attr.st_ino;
+  e.generation = 1;
+  e.entry_timeout = tessera_get_double(env, argv[1]);
+  e.attr_timeout = tessera_get_double(env, argv[2]);
+  return return_int(env, fuse_reply_entry(req_from(env, argv[0]), &e));
+}
+
+/* replyAttr(req, attrTimeout) */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct stat st;
+  fill_stat(&st);
+  return return_int(env, fuse_reply_attr(req_from(env, argv[0]), &st, tessera_get_double(env, argv[1])));
+}
+
+/* replyErr(req, errno) */
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  return return_int(env, fuse_reply_err(req_from(env, argv[0]), (int)tessera_get_int64(env, argv[1])));
+}
+
+/* replyBuf(req, buffer, length): read data, directory listings, xattrs. */
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data = NULL;
+  size_t length = 0;
+  NAPI_CALL(env, napi_get_buffer_info(env, argv[1], &data, &length));
+  size_t wanted = (size_t)tessera_get_int64(env, argv[2]);
+  if (wanted < length) length = wanted;
+  return return_int(env, fuse_reply_buf(req_from(env, argv[0]), data, length));
+}
+
+/* replyReadlink(req, targetBuffer) */
+static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *target = tessera_get_bytes(env, argv[1], NULL);
+  if (target == NULL) return NULL;
+  int rc = fuse_reply_readlink(req_from(env, argv[0]), target);
+  free(target);
+  return return_int(env, rc);
+}
+
+/* replyXattrSize(req, size): the answer to a getxattr/listxattr size probe. */
+static napi_value js_reply_xattr_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  return return_int(env, fuse_reply_xattr(req_from(env, argv[0]), (size_t)tessera_get_int64(env, argv[1])));
+}
+
+/* replyStatfs(req): figures in the attr slots, in struct statvfs order
+ * bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax. */
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct statvfs sv;
+  memset(&sv, 0, sizeof sv);
+  sv.f_bsize = (unsigned long)attr_slots[0];
+  sv.f_frsize = (unsigned long)attr_slots[1];
+  sv.f_blocks = (fsblkcnt_t)attr_slots[2];
+  sv.f_bfree = (fsblkcnt_t)attr_slots[3];
+  sv.f_bavail = (fsblkcnt_t)attr_slots[4];
+  sv.f_files = (fsfilcnt_t)attr_slots[5];
+  sv.f_ffree = (fsfilcnt_t)attr_slots[6];
+  sv.f_favail = (fsfilcnt_t)attr_slots[7];
+  sv.f_namemax = (unsigned long)attr_slots[8];
+  return return_int(env, fuse_reply_statfs(req_from(env, argv[0]), &sv));
+}
+
+static void free_args(struct fuse_args *args) {
+  for (int i = 0; i < args->argc; i++) free(args->argv[i]);
+  free(args->argv);
+}
+
+/* mount(mountpoint, options: string[], dispatch, keepCache, directIo,
+ *       maxReadahead) -> session handle. options are libfuse arguments
+ * such as ["-o", "ro,allow_other,fsname=..."]. Returns once the kernel
+ * mount exists; the INIT message tells when requests are being served. */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) {
+    napi_throw_type_error(env, NULL, "mount: missing arguments");
+    return NULL;
+  }
+  session_t *s = calloc(1, sizeof *s);
+  s->mountpoint = tessera_get_bytes(env, argv[0], NULL);
+  if (s->mountpoint == NULL) {
+    free(s);
+    return NULL;
+  }
+  uint32_t option_count = 0;
+  napi_get_array_length(env, argv[1], &option_count);
+  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+  args.argc = (int)option_count + 1;
+  args.argv = calloc(option_count + 2, sizeof(char *));
+  args.allocated = 0;
+  args.argv[0] = strdup("tessera");
+  for (uint32_t i = 0; i < option_count; i++) {
+    napi_value element;
+    napi_get_element(env, argv[1], i, &element);
+    args.argv[i + 1] = tessera_get_bytes(env, element, NULL);
+    if (args.argv[i + 1] == NULL) {
+      args.argc = (int)i + 1;
+      free_args(&args);
+      free(s->mountpoint);
+      free(s);
+      return NULL;
+    }
+  }
+  bool flag = false;
+  napi_get_value_bool(env, argv[3], &flag);
+  s->keep_cache = flag ? 1 : 0;
+  napi_get_value_bool(env, argv[4], &flag);
+  s->direct_io = flag ? 1 : 0;
+  s->max_readahead = (unsigned)tessera_get_int64(env, argv[5]);
+
+  s->se = fuse_session_new(&args, &ll_ops, sizeof ll_ops, s);
+  free_args(&args);
+  if (s->se == NULL) {
+    free(s->mountpoint);
+    free(s);
+    napi_throw_error(env, "EINVAL", "FUSE rejected the mount options (see the log for the option it named)");
+    return NULL;
+  }
+  if (fuse_session_mount(s->se, s->mountpoint) != 0) {
+    fuse_session_destroy(s->se);
+    free(s->mountpoint);
+    free(s);
+    napi_throw_error(env, "EMOUNT", "the kernel refused the FUSE mount (see the log for why)");
+    return NULL;
+  }
+  napi_value resource_name;
+  napi_create_string_utf8(env, "tessera-fuse", NAPI_AUTO_LENGTH, &resource_name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, resource_name, 0, 1, NULL, NULL, NULL, call_js,
+                                      &s->tsfn) != napi_ok) {
+    fuse_session_unmount(s->se);
+    fuse_session_destroy(s->se);
+    free(s->mountpoint);
+    free(s);
+    napi_throw_error(env, NULL, "cannot create the FUSE dispatch queue");
+    return NULL;
+  }
+  if (pthread_create(&s->thread, NULL, loop_thread, s) != 0) {
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    fuse_session_unmount(s->se);
+    fuse_session_destroy(s->se);
+    free(s->mountpoint);
+    free(s);
+    napi_throw_error(env, NULL, "cannot start the FUSE session thread");
+    return NULL;
+  }
+  s->thread_started = 1;
+  napi_value handle;
+  NAPI_CALL(env, napi_create_external(env, s, NULL, NULL, &handle));
+  return handle;
+}
+
+static session_t *session_from(napi_env env, napi_value value) {
+  session_t *s = NULL;
+  if (napi_get_value_external(env, value, (void **)&s) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a FUSE session handle");
+    return NULL;
+  }
+  return s;
+}
+
+/* close(handle): after the EXIT message (the kernel mount is gone) and once
+ * every request has been answered, frees the session. Called earlier, it
+ * first detaches the mount so that the session thread wakes up and ends. */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session_t *s = session_from(env, argv[0]);
+  if (s == NULL || s->closed) return NULL;
+  s->closed = 1;
+  if (s->thread_started) {
+    if (!fuse_session_exited(s->se)) {
+      fuse_session_exit(s->se);
+      umount2(s->mountpoint, MNT_DETACH);
+    }
+    pthread_join(s->thread, NULL);
+  }
+  fuse_session_unmount(s->se);
+  fuse_session_destroy(s->se);
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  free(s->mountpoint);
+  /* The external keeps pointing at s; closed guards every later use. The
+   * few bytes are not worth a finalizer race. */
+  return NULL;
+}
+
+/* umountDetach(path): lazy unmount (root only); returns 0 or an errno.
+ * Used to stop a session from inside the daemon without running a child
+ * process (which could deadlock against the mount it unmounts). */
+static napi_value js_umount_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path = tessera_get_bytes(env, argv[0], NULL);
+  if (path == NULL) return NULL;
+  int rc = umount2(path, MNT_DETACH) == 0 ? 0 : errno;
+  free(path);
+  return return_int(env, rc);
+}
+
+void tessera_register_fuse(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"setAttrSlots", NULL, js_set_attr_slots, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"umountDetach", NULL, js_umount_detach, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyBuf", NULL, js_reply_buf, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyReadlink", NULL, js_reply_readlink, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyXattrSize", NULL, js_reply_xattr_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}

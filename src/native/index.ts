@@ -1,0 +1,67 @@
+/**
+ * Typed access to tessera's native addon (src/native/*.c): the FUSE
+ * low-level session and the file-system calls Node.js does not offer.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+
+/** Anything the kernel accepts as a path or name: bytes, not necessarily UTF-8. */
+export type PathLike = string | Buffer;
+
+export interface NativeFs {
+  /** NUL-separated attribute names of the path itself (not a symlink's target). */
+  llistxattr(path: PathLike): Buffer;
+  lgetxattr(path: PathLike, name: PathLike): Buffer;
+  lsetxattr(path: PathLike, name: PathLike, value: Buffer): void;
+  /** Next offset at or after `offset` holding data, or -1 when none. */
+  seekData(fd: number, offset: number): number;
+  /** Next hole at or after `offset` (the file's end counts as a hole). */
+  seekHole(fd: number, offset: number): number;
+  mknod(path: PathLike, mode: number, major: number, minor: number): void;
+  /** utimensat(AT_SYMLINK_NOFOLLOW): timestamps to the nanosecond. */
+  lutimens(path: PathLike, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+}
+
+/** Opaque handle to a running FUSE session. */
+export type SessionHandle = { readonly __brand: 'SessionHandle' };
+
+export type DispatchFunction = (
+  op: number,
+  request: number,
+  ino: number,
+  a: number,
+  b: number,
+  name: Buffer | undefined,
+) => void;
+
+export interface NativeFuse {
+  setAttrSlots(slots: Float64Array): void;
+  mount(
+    mountpoint: string,
+    options: string[],
+    dispatch: DispatchFunction,
+    keepCache: boolean,
+    directIo: boolean,
+    maxReadahead: number,
+  ): SessionHandle;
+  close(session: SessionHandle): void;
+  umountDetach(path: string): number;
+  replyEntry(request: number, entryTimeout: number, attrTimeout: number): number;
+  replyAttr(request: number, attrTimeout: number): number;
+  replyErr(request: number, errno: number): number;
+  replyBuf(request: number, data: Buffer, length: number): number;
+  replyReadlink(request: number, target: Buffer): number;
+  replyXattrSize(request: number, size: number): number;
+  replyStatfs(request: number): number;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** dist/src/native/ → the project root, where src/native/build lives. */
+const addonPath = path.resolve(here, '../../../src/native/build/Release/tessera_native.node');
+
+const require = createRequire(import.meta.url);
+const addon = require(addonPath) as NativeFs & NativeFuse;
+
+export const nativeFs: NativeFs = addon;
+export const nativeFuse: NativeFuse = addon;

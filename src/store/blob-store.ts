@@ -1,0 +1,55 @@
+/**
+ * The store interfaces. A reader needs to resolve a tag to a manifest and
+ * fetch blobs or byte ranges of blobs; a builder needs to add blobs and
+ * tag a manifest. An OCI layout directory implements both today; a
+ * registry client implements the same interfaces, so build, push and mount
+ * do not care where images live.
+ */
+import type { OciDigest } from '../chunk/digest.js';
+import type { Descriptor } from '../format/manifest.js';
+
+export interface ResolvedManifest {
+  descriptor: Descriptor;
+  bytes: Buffer;
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface BlobSource {
+  /** How to name this store in messages, e.g. "oci:/srv/images:web". */
+  readonly name: string;
+  /** The manifest the reference points at. */
+  resolveManifest(): Promise<ResolvedManifest>;
+  /** A whole blob, checked against its digest and size. */
+  fetchBlob(descriptor: Descriptor): Promise<Buffer>;
+  /**
+   * Byte ranges of one blob, in the order asked. Not verified here: chunk
+   * bytes are verified against their own digest once decompressed.
+   */
+  fetchRanges(digest: OciDigest, ranges: readonly ByteRange[]): Promise<Buffer[]>;
+  close(): Promise<void>;
+}
+
+/** Writes one blob as a stream (a pack), learning its digest as it goes. */
+export interface BlobWriter {
+  readonly size: number;
+  write(data: Uint8Array): Promise<void>;
+  /** Stores the blob under its digest; returns the digest and size. */
+  commit(): Promise<{ digest: OciDigest; size: number }>;
+  /** Drops what was written. */
+  abort(): Promise<void>;
+}
+
+export interface BlobSink {
+  readonly name: string;
+  hasBlob(digest: OciDigest): Promise<boolean>;
+  putBlob(data: Buffer): Promise<{ digest: OciDigest; size: number }>;
+  createBlobWriter(): Promise<BlobWriter>;
+  /** Points the sink's tag at this manifest (the last step of a build or push). */
+  putManifest(manifest: Buffer, descriptor: Descriptor): Promise<void>;
+  /** Removes blobs this build added but did not tag, after a failure. */
+  discardBlobs(digests: readonly OciDigest[]): Promise<void>;
+}
