@@ -4,7 +4,7 @@
  * the other layers. Every blob the image needs is a layer, so registry
  * garbage collection keeps them, and `skopeo copy` moves them unchanged.
  */
-import { corrupt } from '../errors.js';
+import { badInput, corrupt } from '../errors.js';
 import { isOciDigest, type OciDigest } from '../chunk/digest.js';
 import {
   OCI_MANIFEST_MEDIA_TYPE,
@@ -107,7 +107,7 @@ export function parseTesseraManifest(bytes: Buffer, what: string): TesseraManife
   const config = parseDescriptor(value.config, `${what}: config`);
   if (value.artifactType !== TESSERA_ARTIFACT_TYPE && config.mediaType !== TESSERA_CONFIG_MEDIA_TYPE) {
     const kind = typeof value.artifactType === 'string' ? value.artifactType : config.mediaType;
-    throw corrupt(`${what} is not a tessera image (it is ${kind}); build one with \`tessera build\``);
+    throw badInput(`${what} is not a tessera image (it is ${kind}); build one with \`tessera build\``);
   }
   if (config.mediaType !== TESSERA_CONFIG_MEDIA_TYPE) {
     throw corrupt(`${what}: config media type ${config.mediaType} is not one this tessera reads (${TESSERA_CONFIG_MEDIA_TYPE})`);

@@ -80,7 +80,7 @@ async function extractInto(image: Image, target: string, options: ExtractOptions
       // After chown, which clears setuid/setgid and file capabilities.
       if (type !== S_IFLNK) fs.chmodSync(p, inode.mode & PERMISSION_BITS);
     } catch (error) {
-      throw ioError(`cannot set owner or mode of ${show(p)}: ${describeSystemError(error)}`);
+      throw ioError(`cannot set owner or mode of ${show(p)}: ${describeSystemError(error)}`, error);
     }
     for (const xattr of xattrs) {
       try {
@@ -180,9 +180,16 @@ async function extractInto(image: Image, target: string, options: ExtractOptions
     }
   }
   // Deepest first, so that creating children does not change a parent's mtime afterwards.
-  for (let i = directories.length - 1; i >= 0; i--) {
+  for (let i = directories.length - 1; i >= 1; i--) {
     const dir = directories[i]!;
     applyMetadata(dir.path, dir.inode, await tree.xattrs(dir.inode));
+  }
+  // The target itself may belong to someone else (an existing empty directory).
+  try {
+    applyMetadata(Buffer.from(target), root, await tree.xattrs(root));
+  } catch (error) {
+    if (!(error instanceof Error && isSystemError(error.cause, 'EPERM'))) throw error;
+    warnings.add(`the owner, mode and times of ${target} itself were not changed (it belongs to another user)`);
   }
   return { entries, fileBytes: done, warnings: [...warnings] };
 }
