@@ -11,6 +11,7 @@
  * verified when read; a bad one is removed and fetched again.
  */
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { describeSystemError, ioError, isSystemError } from '../errors.js';
@@ -46,12 +47,19 @@ export class DiskCache {
     return path.join(this.dir, 'chunks', hex.slice(0, 2), hex);
   }
 
-  /** The cached bytes if present and intact; a damaged entry is removed. */
-  async read(chunk: ChunkRecord): Promise<Buffer | undefined> {
+  /**
+   * The cached bytes if present and intact; a damaged entry is removed.
+   *
+   * Read with plain synchronous calls: a cached chunk is one small local
+   * file, usually in the page cache, and three syscalls on this thread take
+   * microseconds, where the thread pool's open/stat/read/close round trips
+   * took most of the time of a cached read.
+   */
+  read(chunk: ChunkRecord): Buffer | undefined {
     const file = this.chunkPath(chunk.digest);
-    let data: Buffer;
+    let fd: number;
     try {
-      data = await fsp.readFile(file);
+      fd = fs.openSync(file, 'r');
     } catch (error) {
       if (isSystemError(error, 'ENOENT')) {
         this.stats.misses += 1;
@@ -59,14 +67,30 @@ export class DiskCache {
       }
       throw ioError(`cannot read cached chunk ${file}: ${describeSystemError(error)}`);
     }
-    if (data.length !== chunk.length || !sha256(data).equals(chunk.digest)) {
+    // One byte more than expected, to notice an entry that is too long.
+    const data = Buffer.allocUnsafe(chunk.length + 1);
+    let length = 0;
+    try {
+      for (;;) {
+        const got = fs.readSync(fd, data, length, data.length - length, length);
+        if (got === 0) break;
+        length += got;
+        if (length === data.length) break;
+      }
+    } catch (error) {
+      throw ioError(`cannot read cached chunk ${file}: ${describeSystemError(error)}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const content = data.subarray(0, length);
+    if (length !== chunk.length || !sha256(content).equals(chunk.digest)) {
       this.stats.corrupt += 1;
       this.stats.misses += 1;
-      await fsp.rm(file, { force: true });
+      fs.rmSync(file, { force: true });
       return undefined;
     }
     this.stats.hits += 1;
-    return data;
+    return content;
   }
 
   async write(chunk: ChunkRecord, data: Buffer): Promise<void> {
@@ -97,7 +121,7 @@ export class DiskCachedStore implements ChunkStore {
   ) {}
 
   async get(chunk: ChunkRecord): Promise<Buffer> {
-    const cached = await this.cache.read(chunk);
+    const cached = this.cache.read(chunk);
     if (cached !== undefined) return cached;
     const data = await this.origin.get(chunk);
     // A full disk must not fail the read: the data is good, only not kept.

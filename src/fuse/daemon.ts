@@ -90,5 +90,6 @@ export async function serveImage(options: ServeOptions): Promise<void> {
   } finally {
     for (const signal of signals) process.off(signal, stop);
   }
-  log.info(`${mountpoint} unmounted; daemon exiting`);
+  const served = [...session.counts].map(([op, count]) => `${op} ${count}`).join(', ');
+  log.info(`${mountpoint} unmounted after serving ${served || 'nothing'}; daemon exiting`);
 }

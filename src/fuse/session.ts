@@ -25,6 +25,8 @@ const Op = {
   listxattr: 10,
 } as const;
 
+const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).map(([name, code]) => [code, name]));
+
 const errno = osConstants.errno;
 
 /** An error that is an answer: the errno to send the kernel. */
@@ -75,6 +77,7 @@ export class FuseSession {
   private handle: SessionHandle | undefined;
   private inFlight = 0;
   private exited = false;
+  private closed = false;
   private readonly readyWaiters: Array<(error?: Error) => void> = [];
   private readonly exitWaiters: Array<() => void> = [];
   private isReady = false;
@@ -103,7 +106,7 @@ export class FuseSession {
 
   /** Resolves when the mount has gone away (unmounted by anyone) and the session is freed. */
   waitForExit(): Promise<void> {
-    if (this.exited && this.handle === undefined) return Promise.resolve();
+    if (this.closed) return Promise.resolve();
     return new Promise((resolve) => this.exitWaiters.push(resolve));
   }
 
@@ -112,7 +115,12 @@ export class FuseSession {
     return nativeFuse.umountDetach(this.mountpoint);
   }
 
+  /** Requests served, by operation name: logged when the mount ends. */
+  readonly counts = new Map<string, number>();
+
   private dispatch(op: number, request: number, ino: number, a: number, b: number, name: Buffer | undefined): void {
+    const opName = OP_NAMES[op] ?? `op${op}`;
+    this.counts.set(opName, (this.counts.get(opName) ?? 0) + 1);
     switch (op) {
       case Op.init:
         this.isReady = true;
@@ -145,7 +153,7 @@ export class FuseSession {
 
   private errnoFor(op: number, ino: number, error: unknown): number {
     if (error instanceof FsError) return error.errno;
-    const what = Object.keys(Op).find((key) => Op[key as keyof typeof Op] === op) ?? `op ${op}`;
+    const what = OP_NAMES[op] ?? `op ${op}`;
     if (error instanceof TesseraError) {
       if (error.kind === 'not-found' && op === Op.lookup) return errno.ENOENT;
       this.options.onError(`${what} of inode ${ino} failed: ${error.message}`);
@@ -213,8 +221,12 @@ export class FuseSession {
     if (!this.exited || this.inFlight > 0 || this.handle === undefined) return;
     const handle = this.handle;
     this.handle = undefined;
-    nativeFuse.close(handle);
-    for (const waiter of this.exitWaiters.splice(0)) waiter();
+    // Not from inside the native callback that reported the exit.
+    setImmediate(() => {
+      nativeFuse.close(handle);
+      this.closed = true;
+      for (const waiter of this.exitWaiters.splice(0)) waiter();
+    });
   }
 }
 

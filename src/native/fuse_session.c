@@ -1,18 +1,23 @@
-/* A FUSE low-level session (libfuse3) whose requests are answered from
- * JavaScript, asynchronously.
+/* A FUSE low-level session (libfuse3) served from the JavaScript thread.
  *
  * Why our own binding rather than fuse-native: the low-level API speaks in
  * inode numbers, which is what an image's metadata tree is indexed by (no
  * path strings to resolve on every call, no path tree held in memory for a
- * million files), and its replies may be sent from any thread at any later
- * time. So the session thread below never waits for JavaScript: it copies
- * each request into a message, queues it on a thread-safe function and goes
- * back to reading /dev/fuse. JavaScript replies whenever its data is ready
- * (a chunk may be on the network), with no per-operation timeout and full
- * 64-bit offsets.
+ * million files), and its replies may be sent at any later time, so a read
+ * waiting on the network holds nothing but its request. No per-operation
+ * timeout, full 64-bit offsets, fusermount3 from Debian's fuse3.
+ *
+ * Why no thread of its own: the /dev/fuse descriptor is made non-blocking
+ * and watched by libuv, so a request goes from the kernel straight to the
+ * JavaScript thread: one wake-up per request, as in a C file system. (A
+ * first version read /dev/fuse on a thread of its own and handed requests
+ * over through a thread-safe function; the hand-over cost a second wake-up
+ * per request, which a sequential reader such as tar pays in full.) All
+ * requests waiting on the descriptor are taken in one go, and the promise
+ * reactions they start run once afterwards.
  *
  * Requests that need no data from the image (open, opendir, release,
- * forget) are answered right here, without a trip to JavaScript. */
+ * forget) are answered right here, without a call into JavaScript. */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 34
 #include "common.h"
@@ -20,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <uv.h>
 
 /* Operation codes shared with src/fuse/session.ts. */
 enum {
@@ -67,21 +72,16 @@ enum {
 };
 
 typedef struct {
-  int op;
-  fuse_req_t req;
-  uint64_t ino;
-  uint64_t a; /* size for read/readdir/xattr requests, or the loop's exit code */
-  uint64_t b; /* offset for read/readdir */
-  char *name; /* lookup / getxattr name, copied: libfuse reuses its buffer */
-  size_t name_length;
-} message_t;
-
-typedef struct {
   struct fuse_session *se;
-  pthread_t thread;
-  int thread_started;
+  napi_env env;
+  napi_ref dispatch;
+  napi_ref resource;
+  napi_async_context async_context;
+  uv_poll_t poll;
+  struct fuse_buf buf;
+  int polling;
+  int exited;
   int closed;
-  napi_threadsafe_function tsfn;
   char *mountpoint;
   int keep_cache;
   int direct_io;
@@ -91,41 +91,46 @@ typedef struct {
 static double *attr_slots = NULL;
 static napi_ref attr_slots_ref = NULL;
 
+/* Calls dispatch(op, req, ino, a, b, name) in JavaScript. We are on the
+ * JavaScript thread, inside the callback scope opened by on_readable. A
+ * request handle travels as a double: user-space pointers on 64-bit Linux
+ * fit in 48 bits, well within 2^53. */
 static void post(session_t *s, int op, fuse_req_t req, uint64_t ino, uint64_t a, uint64_t b,
                  const char *name) {
-  message_t *m = calloc(1, sizeof *m);
-  if (m == NULL) {
-    if (req != NULL) fuse_reply_err(req, ENOMEM);
-    return;
-  }
-  m->op = op;
-  m->req = req;
-  m->ino = ino;
-  m->a = a;
-  m->b = b;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[6], undefined, dispatch, result;
+  napi_get_undefined(env, &undefined);
+  napi_get_reference_value(env, s->dispatch, &dispatch);
+  napi_create_int32(env, op, &argv[0]);
+  napi_create_double(env, (double)(uintptr_t)req, &argv[1]);
+  napi_create_double(env, (double)ino, &argv[2]);
+  napi_create_double(env, (double)a, &argv[3]);
+  napi_create_double(env, (double)b, &argv[4]);
   if (name != NULL) {
-    m->name_length = strlen(name);
-    m->name = malloc(m->name_length + 1);
-    if (m->name == NULL) {
-      free(m);
-      if (req != NULL) fuse_reply_err(req, ENOMEM);
-      return;
-    }
-    memcpy(m->name, name, m->name_length + 1);
+    void *copy;
+    napi_create_buffer_copy(env, strlen(name), name, &copy, &argv[5]);
+  } else {
+    argv[5] = undefined;
   }
-  if (napi_call_threadsafe_function(s->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
-    /* The JavaScript side is shutting down: fail the request rather than
-     * leave the caller in the kernel waiting forever. */
+  if (napi_call_function(env, undefined, dispatch, 6, argv, &result) != napi_ok) {
+    /* The dispatcher threw: answer the request, and let the exception
+     * surface as an uncaught exception, where the daemon logs it. */
     if (req != NULL) fuse_reply_err(req, EIO);
-    free(m->name);
-    free(m);
+    napi_value exception;
+    if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
   }
+  napi_close_handle_scope(env, scope);
 }
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   session_t *s = userdata;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  /* Always readdirplus: a listing then carries every entry's attributes,
+   * which spares one lookup request per file for find, ls -l, tar, rsync. */
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   /* The image never changes under the mount: nothing to invalidate. */
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   if (s->max_readahead > 0) conn->max_readahead = s->max_readahead;
@@ -223,44 +228,37 @@ static const struct fuse_lowlevel_ops ll_ops = {
     .listxattr = ll_listxattr,
 };
 
-static void *loop_thread(void *arg) {
-  session_t *s = arg;
-  int rc = fuse_session_loop(s->se);
-  post(s, OP_EXIT, NULL, 0, (uint64_t)(rc < 0 ? -rc : rc), 0, NULL);
-  return NULL;
-}
-
-/* Runs on the JavaScript thread for every queued message: calls
- * dispatch(op, req, ino, a, b, name). A request handle travels as a double:
- * user-space pointers on 64-bit Linux fit in 48 bits, well within 2^53. */
-static void call_js(napi_env env, napi_value dispatch, void *context, void *data) {
-  message_t *m = data;
-  if (env == NULL) {
-    if (m->req != NULL) fuse_reply_err(m->req, EIO);
-    free(m->name);
-    free(m);
-    return;
+/* The descriptor is readable: take every waiting request, then tell
+ * JavaScript if the kernel ended the session (the file system was
+ * unmounted, or its connection aborted). */
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  session_t *s = handle->data;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value resource;
+  napi_get_reference_value(env, s->resource, &resource);
+  napi_callback_scope callback_scope;
+  napi_open_callback_scope(env, resource, s->async_context, &callback_scope);
+  int ended = status < 0;
+  for (int taken = 0; taken < 256 && !ended; taken++) {
+    int rc = fuse_session_receive_buf(s->se, &s->buf);
+    if (rc == -EAGAIN || rc == -EINTR) break;
+    if (rc <= 0 || fuse_session_exited(s->se)) {
+      ended = 1;
+      break;
+    }
+    fuse_session_process_buf(s->se, &s->buf);
   }
-  napi_value argv[6], undefined, result;
-  napi_get_undefined(env, &undefined);
-  napi_create_int32(env, m->op, &argv[0]);
-  napi_create_double(env, (double)(uintptr_t)m->req, &argv[1]);
-  napi_create_double(env, (double)m->ino, &argv[2]);
-  napi_create_double(env, (double)m->a, &argv[3]);
-  napi_create_double(env, (double)m->b, &argv[4]);
-  if (m->name != NULL) {
-    void *copy;
-    napi_create_buffer_copy(env, m->name_length, m->name, &copy, &argv[5]);
-  } else {
-    argv[5] = undefined;
+  if (ended && !s->exited) {
+    s->exited = 1;
+    uv_poll_stop(&s->poll);
+    s->polling = 0;
+    post(s, OP_EXIT, NULL, 0, 0, 0, NULL);
   }
-  if (napi_call_function(env, undefined, dispatch, 6, argv, &result) != napi_ok) {
-    /* The dispatcher threw: the exception surfaces in Node; the request
-     * still gets an answer. */
-    if (m->req != NULL) fuse_reply_err(m->req, EIO);
-  }
-  free(m->name);
-  free(m);
+  /* Closing the scope runs the promise reactions the requests started. */
+  napi_close_callback_scope(env, callback_scope);
+  napi_close_handle_scope(env, scope);
 }
 
 static fuse_req_t req_from(napi_env env, napi_value value) {
@@ -404,10 +402,29 @@ static void free_args(struct fuse_args *args) {
   free(args->argv);
 }
 
+static void free_session(session_t *s) {
+  free(s->buf.mem);
+  free(s->mountpoint);
+  free(s);
+}
+
+static void release_js(session_t *s) {
+  if (s->dispatch != NULL) napi_delete_reference(s->env, s->dispatch);
+  if (s->resource != NULL) napi_delete_reference(s->env, s->resource);
+  if (s->async_context != NULL) napi_async_destroy(s->env, s->async_context);
+  s->dispatch = NULL;
+  s->resource = NULL;
+  s->async_context = NULL;
+}
+
+static void on_poll_closed(uv_handle_t *handle) {
+  free_session(handle->data);
+}
+
 /* mount(mountpoint, options: string[], dispatch, keepCache, directIo,
  *       maxReadahead) -> session handle. options are libfuse arguments
  * such as ["-o", "ro,allow_other,fsname=..."]. Returns once the kernel
- * mount exists; the INIT message tells when requests are being served. */
+ * mount exists; the INIT request tells when requests are being served. */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -417,6 +434,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   session_t *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  s->env = env;
   s->mountpoint = tessera_get_bytes(env, argv[0], NULL);
   if (s->mountpoint == NULL) {
     free(s);
@@ -436,8 +458,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     if (args.argv[i + 1] == NULL) {
       args.argc = (int)i + 1;
       free_args(&args);
-      free(s->mountpoint);
-      free(s);
+      free_session(s);
       return NULL;
     }
   }
@@ -451,39 +472,37 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->se = fuse_session_new(&args, &ll_ops, sizeof ll_ops, s);
   free_args(&args);
   if (s->se == NULL) {
-    free(s->mountpoint);
-    free(s);
+    free_session(s);
     napi_throw_error(env, "EINVAL", "FUSE rejected the mount options (see the log for the option it named)");
     return NULL;
   }
   if (fuse_session_mount(s->se, s->mountpoint) != 0) {
     fuse_session_destroy(s->se);
-    free(s->mountpoint);
-    free(s);
+    free_session(s);
     napi_throw_error(env, "EMOUNT", "the kernel refused the FUSE mount (see the log for why)");
     return NULL;
   }
-  napi_value resource_name;
+  int fd = fuse_session_fd(s->se);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+  napi_value resource, resource_name;
+  napi_create_object(env, &resource);
   napi_create_string_utf8(env, "tessera-fuse", NAPI_AUTO_LENGTH, &resource_name);
-  if (napi_create_threadsafe_function(env, argv[2], NULL, resource_name, 0, 1, NULL, NULL, NULL, call_js,
-                                      &s->tsfn) != napi_ok) {
+  uv_loop_t *loop = NULL;
+  if (napi_create_reference(env, argv[2], 1, &s->dispatch) != napi_ok ||
+      napi_create_reference(env, resource, 1, &s->resource) != napi_ok ||
+      napi_async_init(env, resource, resource_name, &s->async_context) != napi_ok ||
+      napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &s->poll, fd) != 0) {
+    release_js(s);
     fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
-    free(s->mountpoint);
-    free(s);
-    napi_throw_error(env, NULL, "cannot create the FUSE dispatch queue");
+    free_session(s);
+    napi_throw_error(env, NULL, "cannot watch the FUSE device");
     return NULL;
   }
-  if (pthread_create(&s->thread, NULL, loop_thread, s) != 0) {
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
-    fuse_session_unmount(s->se);
-    fuse_session_destroy(s->se);
-    free(s->mountpoint);
-    free(s);
-    napi_throw_error(env, NULL, "cannot start the FUSE session thread");
-    return NULL;
-  }
-  s->thread_started = 1;
+  s->poll.data = s;
+  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  s->polling = 1;
   napi_value handle;
   NAPI_CALL(env, napi_create_external(env, s, NULL, NULL, &handle));
   return handle;
@@ -498,9 +517,9 @@ static session_t *session_from(napi_env env, napi_value value) {
   return s;
 }
 
-/* close(handle): after the EXIT message (the kernel mount is gone) and once
+/* close(handle): after the EXIT request (the kernel mount is gone) and once
  * every request has been answered, frees the session. Called earlier, it
- * first detaches the mount so that the session thread wakes up and ends. */
+ * detaches the mount first. The handle must not be used afterwards. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -508,19 +527,16 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   session_t *s = session_from(env, argv[0]);
   if (s == NULL || s->closed) return NULL;
   s->closed = 1;
-  if (s->thread_started) {
-    if (!fuse_session_exited(s->se)) {
-      fuse_session_exit(s->se);
-      umount2(s->mountpoint, MNT_DETACH);
-    }
-    pthread_join(s->thread, NULL);
+  if (s->polling) {
+    uv_poll_stop(&s->poll);
+    s->polling = 0;
   }
+  if (!s->exited) umount2(s->mountpoint, MNT_DETACH);
+  /* The kernel side is gone, so this neither blocks nor runs fusermount3. */
   fuse_session_unmount(s->se);
   fuse_session_destroy(s->se);
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
-  free(s->mountpoint);
-  /* The external keeps pointing at s; closed guards every later use. The
-   * few bytes are not worth a finalizer race. */
+  release_js(s);
+  uv_close((uv_handle_t *)&s->poll, on_poll_closed);
   return NULL;
 }
 
