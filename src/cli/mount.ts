@@ -11,9 +11,10 @@ import { Option, type Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
 import { EXIT_CODES, TesseraError, badInput, type ErrorKind } from '../errors.js';
 import { serveImage } from '../fuse/daemon.js';
+import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
 import { checkMountpoint } from '../fuse/mount-table.js';
 import { stderrLogger } from '../log.js';
-import { parseRef } from '../store/ref.js';
+import { formatRef, parseRef } from '../store/ref.js';
 import { action } from './command.js';
 import { openImage } from './open-image.js';
 
@@ -72,7 +73,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   const target = path.resolve(mountpoint);
   const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
   if (flags.foreground) {
-    await runForeground(refText, target, cacheDir, fuseOptions, flags.readyFd === undefined ? undefined : Number(flags.readyFd));
+    await runForeground(refText, target, cacheDir, fuseOptions, flags.readyFd === undefined ? undefined : Number(flags.readyFd), flags.log);
     return;
   }
   // Cheap checks here, so the common mistakes need no log reading.
@@ -81,7 +82,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(logFile, 'a', 0o600);
   const script = process.argv[1]!;
-  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--cache-dir', cacheDir, ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
+  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
   fs.closeSync(logFd);
   const message = await new Promise<ReadyMessage>((resolve) => {
@@ -104,7 +105,14 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   process.stdout.write(`mounted ${refText} at ${target} (daemon pid ${child.pid}, log ${logFile})\n`);
 }
 
-async function runForeground(refText: string, mountpoint: string, cacheDir: string, fuseOptions: string[], readyFd: number | undefined): Promise<void> {
+async function runForeground(
+  refText: string,
+  mountpoint: string,
+  cacheDir: string,
+  fuseOptions: string[],
+  readyFd: number | undefined,
+  logFile: string | undefined,
+): Promise<void> {
   const log = stderrLogger();
   const tell = (message: ReadyMessage): void => {
     if (readyFd === undefined) return;
@@ -115,14 +123,16 @@ async function runForeground(refText: string, mountpoint: string, cacheDir: stri
   let image;
   try {
     image = await openImage(refText, { cacheDir });
+    const opened = image;
     await serveImage({
       image,
-      sourceName: refText,
+      sourceName: formatRef(parseRef(refText)),
       mountpoint,
       fuseOptions,
       log,
       onReady: () => {
         const background = readyFd !== undefined;
+        writeMountRecord({ pid: process.pid, ref: refText, manifest: opened.manifestDigest, mountpoint, cacheDir, ...(logFile ? { log: logFile } : {}) });
         tell({ ready: true });
         if (!background) process.stdout.write(`mounted ${refText} at ${mountpoint}; serving until unmounted\n`);
       },
@@ -138,6 +148,7 @@ async function runForeground(refText: string, mountpoint: string, cacheDir: stri
     }
     throw error;
   } finally {
+    removeMountRecord(mountpoint, process.pid);
     await image?.source.close();
   }
 }

@@ -90,3 +90,9 @@ function parseRegistryRef(text: string): RegistryRef {
   if (digest !== undefined) ref.digest = digest;
   return ref;
 }
+
+/** The canonical text of a reference: absolute layout paths, explicit tags. */
+export function formatRef(ref: ImageRef): string {
+  if (ref.kind === 'oci-layout') return `oci:${ref.dir}:${ref.tag}`;
+  return `docker://${ref.host}/${ref.repository}${ref.digest !== undefined ? `@${ref.digest}` : `:${ref.tag ?? DEFAULT_TAG}`}`;
+}
