@@ -16,6 +16,8 @@ export type ErrorKind =
   | 'unreachable'
   /** A local file-system operation failed (permissions, disk full, ...). */
   | 'io'
+  /** A registry refused the credentials, or has none for us: log in, or check the auth file. */
+  | 'denied'
   /** A bug: an invariant did not hold. */
   | 'internal';
 
@@ -27,6 +29,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
   busy: 5,
   unreachable: 6,
   io: 7,
+  denied: 8,
   internal: 70,
 };
 
@@ -50,6 +53,10 @@ export const busy = (message: string, cause?: unknown): TesseraError =>
   new TesseraError('busy', message, { cause });
 export const ioError = (message: string, cause?: unknown): TesseraError =>
   new TesseraError('io', message, { cause });
+export const unreachable = (message: string, cause?: unknown): TesseraError =>
+  new TesseraError('unreachable', message, { cause });
+export const denied = (message: string, cause?: unknown): TesseraError =>
+  new TesseraError('denied', message, { cause });
 
 /** A Node.js system error (ENOENT, EACCES, ...) as thrown by node:fs. */
 export interface SystemError extends Error {

@@ -27,6 +27,8 @@ die() { log "$*"; exit 1; }
 # The images recipe() knows, for usage().
 declare -A IMAGES=(
   [minbase]="mmdebstrap --variant=minbase: the Essential packages and apt"
+  [update]="minbase plus python3-minimal, curl and ca-certificates: an update that shares most of minbase"
+  [disk]="a VM disk: rootfs/disk.raw, a sparse 5 GiB raw ext4 image holding the update rootfs"
 )
 
 usage() {
@@ -90,13 +92,19 @@ recipe() {
     minbase)
       debootstrap_into "$out" --variant=minbase
       ;;
-    # The next ones, for example:
-    # update)   # minbase plus a few packages, and a raw ext4 disk image of it
-    #   debootstrap_into "$out" --variant=minbase --include=python3-minimal,curl,ca-certificates
-    #   ensure_packages e2fsprogs
-    #   size=$(( $(du -sb "$out/rootfs" | cut -f1) * 3 / 2 / 1048576 + 64 ))M
-    #   mkfs.ext4 -q -E root_owner=0:0 -d "$out/rootfs" "$out/disk.img" "$size"
-    #   ;;
+    update)
+      debootstrap_into "$out" --variant=minbase --include=python3-minimal,curl,ca-certificates
+      ;;
+    disk)
+      # Larger than 4 GiB and sparse, as VM disks are: mkfs.ext4 -d copies
+      # the tree in and leaves the free blocks as holes.
+      local tree
+      tree=$(bash "$SELF" update | tail -n1)
+      ensure_packages e2fsprogs
+      mkdir "$out/rootfs"
+      truncate -s 5G "$out/rootfs/disk.raw"
+      mkfs.ext4 -q -F -L tessera-disk -E root_owner=0:0 -d "$tree" "$out/rootfs/disk.raw" >&2
+      ;;
     *)
       usage
       ;;

@@ -12,12 +12,13 @@
  * The main thread reads, cuts and hashes; workers compress. A failed build
  * removes every blob it added, so the target is as it was.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { sha256, type OciDigest } from '../chunk/digest.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../chunk/compress.js';
 import { StreamChunker, TESSERA_CHUNKING, cutPoints } from '../chunk/fastcdc.js';
 import { describeSystemError, ioError } from '../errors.js';
-import { buildManifest, encodeJson, type Descriptor, type TesseraConfig } from '../format/manifest.js';
+import { buildManifest, canonicalContainerConfig, encodeJson, type ContainerConfig, type Descriptor, type TesseraConfig } from '../format/manifest.js';
 import {
   OCI_MANIFEST_MEDIA_TYPE,
   TESSERA_ARTIFACT_TYPE,
@@ -42,6 +43,8 @@ export interface BuildOptions {
   threads?: number;
   /** Called as file data is read: bytes done of bytes total. */
   onProgress?: (done: number, total: number) => void;
+  /** How to run the tree as a container (from an imported image's config); stored in the config blob. */
+  container?: ContainerConfig;
 }
 
 export interface BuildResult {
@@ -87,6 +90,34 @@ function dataRegions(fd: number, size: number, blocks: number): Array<[number, n
     offset = end;
   }
   return regions;
+}
+
+/**
+ * A regular file's content digest, stored in the tree so that `tessera
+ * diff` can tell changed files from unchanged ones without reading data
+ * (chunk lists differ for unchanged files next to changed ones). SHA-256
+ * over each data region (u64 offset, u64 length, its bytes) and then the
+ * u64 size: holes cost nothing to hash, so a sparse 5 GiB disk image is
+ * hashed as fast as its data.
+ */
+class FileDigest {
+  private readonly hash = createHash('sha256');
+  private readonly numbers = Buffer.alloc(16);
+
+  region(start: number, end: number): void {
+    this.numbers.writeBigUInt64LE(BigInt(start), 0);
+    this.numbers.writeBigUInt64LE(BigInt(end - start), 8);
+    this.hash.update(this.numbers);
+  }
+
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+
+  finish(size: number): Buffer {
+    this.numbers.writeBigUInt64LE(BigInt(size), 0);
+    return this.hash.update(this.numbers.subarray(0, 8)).digest();
+  }
 }
 
 export async function buildImage(sourceDir: string, sink: BlobSink, known: KnownChunks, options: BuildOptions = {}): Promise<BuildResult> {
@@ -159,10 +190,12 @@ export async function buildImage(sourceDir: string, sink: BlobSink, known: Known
       } catch (error) {
         throw ioError(`cannot read ${shown}: ${describeSystemError(error)}`);
       }
+      const digest = new FileDigest();
       try {
         const st = fs.fstatSync(fd);
         if (!st.isFile() || st.size !== inode.size) throw ioError(`${shown} changed while it was being read; build again`);
         for (const [start, end] of dataRegions(fd, inode.size, st.blocks)) {
+          digest.region(start, end);
           let position = start;
           while (position < end) {
             chunker.drain(onChunk);
@@ -174,6 +207,7 @@ export async function buildImage(sourceDir: string, sink: BlobSink, known: Known
               throw ioError(`cannot read ${shown}: ${describeSystemError(error)}`);
             }
             if (got === 0) throw ioError(`${shown} shrank while it was being read; build again`);
+            digest.update(view.subarray(0, got));
             chunker.commit(got);
             const last = spans[spans.length - 1];
             if (last !== undefined && last.ino === ino && last.fileOffset + last.length === position && spans.length > spanHead) {
@@ -189,6 +223,7 @@ export async function buildImage(sourceDir: string, sink: BlobSink, known: Known
       } finally {
         fs.closeSync(fd);
       }
+      inode.digest = digest.finish(inode.size);
       chunker.drain(onChunk);
       options.onProgress?.(bytesRead, source.totalFileBytes);
       await waitForRoom();
@@ -239,6 +274,7 @@ export async function buildImage(sourceDir: string, sink: BlobSink, known: Known
       chunkDigest: 'sha256',
       compression: 'zstd',
     };
+    if (options.container !== undefined) config.container = canonicalContainerConfig(options.container);
     const configDescriptor = await putBlob(encodeJson(config), TESSERA_CONFIG_MEDIA_TYPE);
     const superblockDescriptor = await putBlob(superblock, TESSERA_SUPERBLOCK_MEDIA_TYPE);
     const packDescriptors = packTable.map((pack): Descriptor => ({ mediaType: TESSERA_PACK_MEDIA_TYPE, digest: pack.digest, size: pack.size }));

@@ -120,6 +120,11 @@ export class DiskCachedStore implements ChunkStore {
     private readonly origin: ChunkStore,
   ) {}
 
+  /** A stat, not a read: cheap enough to ask before every read-ahead. */
+  holds(chunk: ChunkRecord): boolean {
+    return fs.existsSync(this.cache.chunkPath(chunk.digest));
+  }
+
   async get(chunk: ChunkRecord): Promise<Buffer> {
     const cached = this.cache.read(chunk);
     if (cached !== undefined) return cached;

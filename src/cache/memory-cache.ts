@@ -21,6 +21,17 @@ export class MemoryCachedStore implements ChunkStore {
     this.cache = new LRUCache<string, Buffer>({ maxSize: maxBytes, sizeCalculation: (value) => Math.max(1, value.length) });
   }
 
+  /**
+   * Fetches a chunk no cache holds, so a reader finds it waiting; a chunk
+   * in memory, on its way, or on disk is left alone (reading it now would
+   * only cost time). A reader that comes while the fetch runs waits on it.
+   */
+  prefetch(chunk: ChunkRecord): void {
+    const key = chunk.digest.toString('hex');
+    if (this.cache.has(key) || this.loading.has(key) || this.origin.holds?.(chunk) === true) return;
+    this.get(chunk).catch(() => undefined);
+  }
+
   get(chunk: ChunkRecord): Promise<Buffer> {
     const key = chunk.digest.toString('hex');
     const cached = this.cache.get(key);

@@ -1,33 +1,33 @@
 import * as fs from 'node:fs/promises';
 import type { Command } from 'commander';
 import { buildImage } from '../build/builder.js';
-import { knownChunksInLayout } from '../build/known-chunks.js';
+import { knownChunksIn } from '../build/known-chunks.js';
 import { badInput, describeSystemError, ioError, isSystemError, notFound } from '../errors.js';
-import { OciLayout, LayoutSink } from '../store/oci-layout.js';
 import { parseRef } from '../store/ref.js';
 import { action, parseInteger } from './command.js';
+import { accessOf, addRegistryOptions, openTarget, type RegistryFlags } from './open-image.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
-interface BuildFlags {
+interface BuildFlags extends RegistryFlags {
   json?: boolean;
   compressionLevel: number;
 }
 
 export function registerBuild(program: Command): void {
-  program
+  const command = program
     .command('build')
     .description('build a tessera image from a directory tree (a rootfs)')
     .argument('<dir>', 'root of the tree to build from')
-    .argument('<ref>', 'where to store the image: oci:DIR[:TAG] (the layout is created if needed)')
+    .argument('<ref>', 'where to store the image: oci:DIR[:TAG] (the layout is created if needed) or docker://HOST/REPO[:TAG]')
     .option('--json', 'print the result as JSON')
-    .option('--compression-level <n>', 'zstd level for chunks (1-19)', parseInteger('--compression-level', 1, 19), 3)
-    .action(action('build', runBuild));
+    .option('--compression-level <n>', 'zstd level for chunks (1-19)', parseInteger('--compression-level', 1, 19), 3);
+  addRegistryOptions(command).action(action('build', runBuild));
 }
 
 async function runBuild(dir: string, refText: string, flags: BuildFlags): Promise<void> {
   const started = Date.now();
   const ref = parseRef(refText);
-  if (ref.kind !== 'oci-layout') throw badInput(`${ref.text}: building into a registry is not supported by this version of tessera yet; use oci:DIR:TAG`);
+  if (ref.kind === 'registry' && ref.digest !== undefined) throw badInput(`${ref.text}: a build needs a tag to store the image under, not a digest`);
   // Check the source before touching the target, so a typo creates nothing.
   try {
     if (!(await fs.stat(dir)).isDirectory()) throw badInput(`source ${dir} is not a directory`);
@@ -36,12 +36,12 @@ async function runBuild(dir: string, refText: string, flags: BuildFlags): Promis
     if (isSystemError(error)) throw ioError(`cannot read source directory ${dir}: ${describeSystemError(error)}`);
     throw error;
   }
-  const layoutExisted = await fs.stat(ref.dir).then(() => true, () => false);
-  const layout = await OciLayout.openOrCreate(ref.dir);
+  const target = await openTarget(ref, accessOf(flags));
   const progress = byteProgress('building', !flags.json);
   try {
-    const known = await knownChunksInLayout(layout, (message) => process.stderr.write(`tessera build: warning: ${message}\n`));
-    const result = await buildImage(dir, new LayoutSink(layout, ref.tag), known, {
+    const warn = (message: string): void => void process.stderr.write(`tessera build: warning: ${message}\n`);
+    const known = await knownChunksIn(target.catalog, (digest) => target.sink.hasBlob(digest), warn);
+    const result = await buildImage(dir, target.sink, known, {
       compressionLevel: flags.compressionLevel,
       onProgress: (done, total) => progress.update(done, total),
     });
@@ -59,9 +59,9 @@ async function runBuild(dir: string, refText: string, flags: BuildFlags): Promis
   } catch (error) {
     progress.stop();
     // A layout this build created and could not fill goes away whole.
-    if (!layoutExisted) await fs.rm(ref.dir, { recursive: true, force: true });
+    await target.undoCreate();
     throw error;
   } finally {
-    await layout.close();
+    await target.close();
   }
 }

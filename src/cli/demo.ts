@@ -1,9 +1,11 @@
 /**
  * tessera demo: the whole story on a real image, with nothing to prepare.
  * A Debian root file system (vm-images/rootfs.sh) is built into an OCI
- * layout, mounted, read (a few files, dpkg's own verification of every
- * package, a full tree read), and unmounted, saying what happened at each
- * step. It drives the CLI the way a user would.
+ * layout, pushed to a registry started on loopback for the demo, mounted
+ * lazily from there, read (a small file, dpkg's own verification of every
+ * package, a full tree read) while the cache statistics show what was
+ * fetched, and unmounted, saying what happened at each step. It drives the
+ * CLI the way a user would.
  */
 import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -13,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ioError } from '../errors.js';
 import { action } from './command.js';
+import { startLocalRegistry, type LocalRegistry } from './local-registry.js';
 import { formatBytes } from './output.js';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -50,23 +53,26 @@ function rootfs(name: string): Promise<string> {
   });
 }
 
-function du(dir: string): number {
-  let total = 0;
-  const walk = (p: string): void => {
-    for (const entry of fs.readdirSync(p, { withFileTypes: true })) {
-      const child = path.join(p, entry.name);
-      if (entry.isDirectory()) walk(child);
-      else if (entry.isFile()) total += fs.statSync(child).size;
-    }
-  };
-  walk(dir);
-  return total;
-}
-
 const say = (text: string): boolean => process.stdout.write(`${text}\n`);
 
+interface CacheFigures {
+  chunks: number;
+  bytes: number;
+  chunksFetched: number;
+  bytesFetched: number;
+  requests: number;
+}
+
+async function cacheFigures(cache: string): Promise<CacheFigures> {
+  return JSON.parse((await run(process.execPath, [cli, 'cache', 'stats', '--json', '--cache-dir', cache])).stdout) as CacheFigures;
+}
+
+function describeCache(figures: CacheFigures): string {
+  return `fetched ${formatBytes(figures.bytesFetched)} in ${figures.requests} requests; cache holds ${figures.chunks} chunks, ${formatBytes(figures.bytes)}`;
+}
+
 async function runDemo(): Promise<void> {
-  say('== tessera demo: a Debian root file system, built, stored in an OCI layout, mounted with FUSE');
+  say('== tessera demo: a Debian root file system, built into an OCI layout, pushed to a registry, mounted lazily from it, and a container on an update of it');
   const tree = await rootfs('minbase');
   say(`source tree: ${tree}`);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-demo-'));
@@ -76,6 +82,7 @@ async function runDemo(): Promise<void> {
   fs.mkdirSync(mnt);
   const ref = `oci:${layout}:bookworm`;
   let mounted = false;
+  let registry: LocalRegistry | undefined;
   try {
     say('\n== 1. build');
     const build = await run(process.execPath, [cli, 'build', '--json', tree, ref]);
@@ -87,30 +94,64 @@ async function runDemo(): Promise<void> {
     say('\n== 2. inspect');
     process.stdout.write((await run(process.execPath, [cli, 'inspect', ref])).stdout);
 
-    say('\n== 3. mount (lazily: nothing is read until asked)');
-    const mount = await run(process.execPath, [cli, 'mount', '--cache-dir', cache, ref, mnt]);
+    say('\n== 3. push to a registry (a real one: distribution 2.8 on loopback, started for this demo)');
+    registry = await startLocalRegistry();
+    const remote = `docker://${registry.host}/demo/debian:bookworm`;
+    const push = await run(process.execPath, [cli, 'push', ref, remote]);
+    process.stdout.write(push.stdout.replace(/^/gm, '  '));
+    const again = JSON.parse((await run(process.execPath, [cli, 'push', '--json', ref, remote])).stdout) as { uploaded: number; skipped: number };
+    say(`  pushed again: ${again.uploaded} blobs uploaded, ${again.skipped} already there`);
+
+    say('\n== 4. mount from the registry (lazily: nothing is fetched until read)');
+    const mount = await run(process.execPath, [cli, 'mount', '--cache-dir', cache, remote, mnt]);
     mounted = true;
     process.stdout.write(`  ${mount.stdout}`);
-    say(`  mount returned in ${(mount.seconds * 1000).toFixed(0)} ms; chunk cache now ${formatBytes(du(cache))}`);
+    say(`  mount returned in ${(mount.seconds * 1000).toFixed(0)} ms; ${describeCache(await cacheFigures(cache))}`);
 
-    say('\n== 4. read from it');
+    say('\n== 5. read from it');
     const release = fs.readFileSync(path.join(mnt, 'etc/os-release'), 'utf8').split('\n').find((line) => line.startsWith('PRETTY_NAME='));
     say(`  ${mnt}/etc/os-release: ${release}`);
-    say(`  chunk cache after one small file: ${formatBytes(du(cache))}`);
+    say(`  after one small file: ${describeCache(await cacheFigures(cache))}`);
     const verify = await run('dpkg', [`--root=${mnt}`, '--verify']);
     const packages = fs.readdirSync(path.join(mnt, 'var/lib/dpkg/info')).filter((name) => name.endsWith('.md5sums')).length;
     say(`  dpkg --root=${mnt} --verify: ${verify.stdout.trim() === '' ? `all ${packages} packages verify (every file's md5sum matches)` : `DIFFERENCES:\n${verify.stdout}`} (${verify.seconds.toFixed(1)} s)`);
     const tar = await run('sh', ['-c', `tar cf - -C ${mnt} . | wc -c`]);
     say(`  full tree read (tar cf - | wc -c): ${formatBytes(Number(tar.stdout.trim()))} in ${tar.seconds.toFixed(2)} s`);
-    say(`  chunk cache now ${formatBytes(du(cache))} (verified, uncompressed, shared by every mount)`);
+    say(`  now: ${describeCache(await cacheFigures(cache))} (verified, uncompressed, shared by every mount)`);
 
-    say('\n== 5. unmount');
+    say('\n== 6. unmount');
     await run(process.execPath, [cli, 'umount', mnt]);
     mounted = false;
     say(`  tessera umount ${mnt}: done`);
-    say(`\ndemo finished; the layout stays in ${layout} (try: skopeo inspect --raw ${ref.replace(/:bookworm$/, ':bookworm')})`);
+
+    say('\n== 7. an update of the image: minbase plus python3, curl, ca-certificates');
+    const updateTree = await rootfs('update');
+    const updateRef = `oci:${layout}:bookworm-python`;
+    const updateBuild = JSON.parse((await run(process.execPath, [cli, 'build', '--json', updateTree, updateRef])).stdout) as { chunks: number; newChunks: number; newPackBytes: number };
+    say(`  built ${updateRef}: ${updateBuild.chunks} chunks, ${updateBuild.newChunks} new (${formatBytes(updateBuild.newPackBytes)}); the rest are shared with the first image`);
+    const updateRemote = `docker://${registry.host}/demo/debian:bookworm-python`;
+    const updatePush = JSON.parse((await run(process.execPath, [cli, 'push', '--json', updateRef, updateRemote])).stdout) as { uploaded: number; bytesUploaded: number; skipped: number; mounted: number };
+    say(`  pushed: ${updatePush.uploaded} blobs uploaded (${formatBytes(updatePush.bytesUploaded)}), ${updatePush.skipped} already in the repository`);
+    const diff = JSON.parse((await run(process.execPath, [cli, 'diff', '--json', remote, updateRemote])).stdout) as {
+      chunks: number;
+      compressedBytes: number;
+      requests: number;
+      files: { added: string[]; removed: string[]; modified: string[] };
+    };
+    say(`  tessera diff: a host holding the first image needs ${diff.chunks} chunks, ${formatBytes(diff.compressedBytes)} in ${diff.requests} requests for all of it;`);
+    say(`  files: ${diff.files.added.length} added, ${diff.files.removed.length} removed, ${diff.files.modified.length} modified`);
+
+    say('\n== 8. a container on it: tessera run (runc, the lazy mount as its read-only root)');
+    const before = await cacheFigures(cache);
+    const script = 'import os, re, sys, ssl; print("python", sys.version.split()[0], "as uid", os.getuid(), "in a container on a lazy mount")';
+    const container = await run(process.execPath, [cli, 'run', '--cache-dir', cache, updateRemote, '--', 'python3', '-c', script]);
+    say(`  tessera run ${updateRemote} -- python3 -c '...': ${container.stdout.trim()} (${container.seconds.toFixed(1)} s, mount and unmount included)`);
+    const after = await cacheFigures(cache);
+    say(`  the start fetched ${formatBytes(after.bytesFetched - before.bytesFetched)} in ${after.requests - before.requests} requests (the image holds ${formatBytes(diff.compressedBytes)} the first did not); the rest came from the cache the first image filled`);
+    say(`\ndemo finished; the layout stays in ${layout} (try: skopeo inspect --raw ${ref})`);
   } finally {
     if (mounted) await run('fusermount3', ['-u', '-z', mnt]).catch(() => undefined);
+    await registry?.stop();
     fs.rmSync(cache, { recursive: true, force: true });
     fs.rmSync(mnt, { recursive: true, force: true });
   }
@@ -119,6 +160,6 @@ async function runDemo(): Promise<void> {
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('the whole story on a real Debian image: build, inspect, mount, read, verify, unmount')
+    .description('the whole story on real Debian images: build, inspect, push to a local registry, mount lazily, read, verify, unmount, update, diff, run a container')
     .action(action('demo', runDemo));
 }

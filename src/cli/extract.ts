@@ -1,20 +1,20 @@
 import type { Command } from 'commander';
 import { extractImage } from '../image/extract.js';
 import { action } from './command.js';
-import { openImage } from './open-image.js';
+import { accessOf, addRegistryOptions, openImage, type RegistryFlags } from './open-image.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
 export function registerExtract(program: Command): void {
-  program
+  const command = program
     .command('extract')
     .description('write an image out as a directory tree (owners, modes, xattrs, links, devices, holes, mtimes)')
-    .argument('<ref>', 'the image: oci:DIR[:TAG]')
+    .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
     .argument('<dir>', 'target directory: must be new or empty')
-    .option('--json', 'print the result as JSON')
-    .action(
-      action('extract', async (refText: string, dir: string, flags: { json?: boolean }) => {
+    .option('--json', 'print the result as JSON');
+  addRegistryOptions(command).action(
+      action('extract', async (refText: string, dir: string, flags: RegistryFlags & { json?: boolean }) => {
         const started = Date.now();
-        const image = await openImage(refText);
+        const image = await openImage(refText, { access: accessOf(flags) });
         const progress = byteProgress('extracting', !flags.json);
         try {
           const result = await extractImage(image, dir, { onProgress: (done, total) => progress.update(done, total) });

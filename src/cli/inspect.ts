@@ -1,22 +1,24 @@
 import type { Command } from 'commander';
+import type { ContainerConfig } from '../format/manifest.js';
 import { inspectImage } from '../image/inspect.js';
 import { action } from './command.js';
-import { openImage } from './open-image.js';
+import { accessOf, addRegistryOptions, openImage, type RegistryFlags } from './open-image.js';
 import { formatBytes, printJson } from './output.js';
 
 export function registerInspect(program: Command): void {
-  program
+  const command = program
     .command('inspect')
     .description('show what an image holds and what it costs to store')
-    .argument('<ref>', 'the image: oci:DIR[:TAG]')
-    .option('--json', 'print the figures as JSON')
-    .action(
-      action('inspect', async (refText: string, flags: { json?: boolean }) => {
-        const image = await openImage(refText);
+    .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
+    .option('--json', 'print the figures as JSON');
+  addRegistryOptions(command).action(
+      action('inspect', async (refText: string, flags: RegistryFlags & { json?: boolean }) => {
+        const image = await openImage(refText, { access: accessOf(flags) });
         try {
           const figures = await inspectImage(image);
+          const container = image.config.container;
           if (flags.json) {
-            printJson({ ref: refText, ...figures });
+            printJson({ ref: refText, ...figures, ...(container !== undefined ? { container } : {}) });
             return;
           }
           const e = figures.entries;
@@ -30,6 +32,7 @@ export function registerInspect(program: Command): void {
               `  stored bytes:  ${formatBytes(figures.storedBytes)} of data chunks + ${formatBytes(figures.treeStoredBytes)} of metadata ` +
                 `(${formatBytes(figures.treeBytes)} uncompressed, ${figures.treeChunks} chunks)`,
               `  packs:         ${figures.packs} (${formatBytes(figures.packBytes)}, may hold chunks of other images too)`,
+              ...(container !== undefined ? containerLines(container) : []),
               '',
             ].join('\n'),
           );
@@ -38,4 +41,18 @@ export function registerInspect(program: Command): void {
         }
       }),
     );
+}
+
+/** The run settings an imported image kept, one line each. */
+function containerLines(container: ContainerConfig): string[] {
+  const platform = [container.os, container.architecture, container.variant].filter((part) => part !== undefined).join('/');
+  const lines: Array<[string, string | undefined]> = [
+    ['platform', platform !== '' ? platform : undefined],
+    ['entrypoint', container.entrypoint && JSON.stringify(container.entrypoint)],
+    ['cmd', container.cmd && JSON.stringify(container.cmd)],
+    ['workingDir', container.workingDir],
+    ['user', container.user],
+    ['env', container.env && JSON.stringify(container.env)],
+  ];
+  return lines.filter((line): line is [string, string] => line[1] !== undefined).map(([name, value]) => `  ${`${name}:`.padEnd(15)}${value}`);
 }

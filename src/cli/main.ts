@@ -6,8 +6,14 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES } from '../errors.js';
 import { registerBuild } from './build.js';
+import { registerCache } from './cache.js';
+import { registerDiff } from './diff.js';
+import { registerPull } from './pull.js';
+import { registerPush } from './push.js';
+import { registerRun } from './run.js';
 import { registerDemo } from './demo.js';
 import { registerExtract } from './extract.js';
+import { registerImport } from './import.js';
 import { registerInspect } from './inspect.js';
 import { registerMount } from './mount.js';
 import { registerUmount } from './umount.js';
@@ -21,10 +27,16 @@ program
   .exitOverride();
 
 registerBuild(program);
+registerImport(program);
+registerPush(program);
+registerPull(program);
 registerMount(program);
 registerUmount(program);
+registerRun(program);
 registerExtract(program);
 registerInspect(program);
+registerDiff(program);
+registerCache(program);
 registerDemo(program);
 
 try {

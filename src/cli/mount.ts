@@ -16,9 +16,10 @@ import { checkMountpoint } from '../fuse/mount-table.js';
 import { stderrLogger } from '../log.js';
 import { formatRef, parseRef } from '../store/ref.js';
 import { action } from './command.js';
-import { openImage } from './open-image.js';
+import type { StatsRecorder } from '../cache/cache-stats.js';
+import { accessOf, addRegistryOptions, openImageWithCache, registryArgs, statsRecorderFor, type RegistryFlags } from './open-image.js';
 
-interface MountFlags {
+interface MountFlags extends RegistryFlags {
   cacheDir?: string;
   option: string[];
   foreground?: boolean;
@@ -47,17 +48,17 @@ export function parseMountOptions(values: readonly string[]): string[] {
 }
 
 export function registerMount(program: Command): void {
-  program
+  const command = program
     .command('mount')
-    .description('mount an image read-only with FUSE; returns once the mount serves requests')
-    .argument('<ref>', 'the image: oci:DIR[:TAG]')
+    .description('mount an image read-only with FUSE; returns once the mount serves requests. Registry images are fetched lazily, as they are read')
+    .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
     .argument('<mountpoint>', 'an existing, empty directory')
     .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('-o, --option <opts>', 'FUSE/mount options, comma-separated (allow_other, suid, dev, ...); repeatable', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('-f, --foreground', 'serve from this process instead of a background daemon')
     .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
-    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp())
-    .action(action('mount', runMount));
+    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp());
+  addRegistryOptions(command).action(action('mount', runMount));
 }
 
 /** The daemon tells its parent it is ready (or why it failed) with one JSON line on this fd. */
@@ -73,7 +74,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   const target = path.resolve(mountpoint);
   const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
   if (flags.foreground) {
-    await runForeground(refText, target, cacheDir, fuseOptions, flags.readyFd === undefined ? undefined : Number(flags.readyFd), flags.log);
+    await runForeground(refText, target, cacheDir, fuseOptions, flags, flags.readyFd === undefined ? undefined : Number(flags.readyFd), flags.log);
     return;
   }
   // Cheap checks here, so the common mistakes need no log reading.
@@ -82,7 +83,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(logFile, 'a', 0o600);
   const script = process.argv[1]!;
-  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
+  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...registryArgs(flags), ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
   fs.closeSync(logFd);
   const message = await new Promise<ReadyMessage>((resolve) => {
@@ -110,6 +111,7 @@ async function runForeground(
   mountpoint: string,
   cacheDir: string,
   fuseOptions: string[],
+  flags: RegistryFlags,
   readyFd: number | undefined,
   logFile: string | undefined,
 ): Promise<void> {
@@ -121,9 +123,14 @@ async function runForeground(
     readyFd = undefined;
   };
   let image;
+  let recorder: StatsRecorder | undefined;
   try {
-    image = await openImage(refText, { cacheDir });
-    const opened = image;
+    const opened = await openImageWithCache(refText, { cacheDir, access: accessOf(flags) });
+    image = opened.image;
+    if (opened.disk) {
+      recorder = statsRecorderFor(opened.image, opened.disk);
+      recorder.start();
+    }
     await serveImage({
       image,
       sourceName: formatRef(parseRef(refText)),
@@ -132,7 +139,7 @@ async function runForeground(
       log,
       onReady: () => {
         const background = readyFd !== undefined;
-        writeMountRecord({ pid: process.pid, ref: refText, manifest: opened.manifestDigest, mountpoint, cacheDir, ...(logFile ? { log: logFile } : {}) });
+        writeMountRecord({ pid: process.pid, ref: refText, manifest: opened.image.manifestDigest, mountpoint, cacheDir, ...(logFile ? { log: logFile } : {}) });
         tell({ ready: true });
         if (!background) process.stdout.write(`mounted ${refText} at ${mountpoint}; serving until unmounted\n`);
       },
@@ -148,6 +155,7 @@ async function runForeground(
     }
     throw error;
   } finally {
+    recorder?.stop();
     removeMountRecord(mountpoint, process.pid);
     await image?.source.close();
   }

@@ -1,36 +1,126 @@
 /**
- * From a reference on the command line to an opened image, with the chunk
- * caches in front of its store.
+ * From a reference on the command line to a store or an opened image:
+ * `oci:` refs are layout directories, `docker://` refs registries, both
+ * behind the same interfaces, with the chunk caches in front of an image.
  */
-import { badInput } from '../errors.js';
+import * as fs from 'node:fs/promises';
+import type { Command } from 'commander';
+import { StatsRecorder } from '../cache/cache-stats.js';
 import { DiskCache, DiskCachedStore } from '../cache/disk-cache.js';
 import { MemoryCachedStore, DEFAULT_MEMORY_CACHE_BYTES } from '../cache/memory-cache.js';
 import { Image } from '../image/image.js';
-import type { BlobSource } from '../store/blob-store.js';
-import { LayoutSource } from '../store/oci-layout.js';
+import { RegistrySink, RegistrySource, type RegistryAccess } from '../registry/registry-store.js';
+import type { BlobSink, BlobSource, ImageCatalog } from '../store/blob-store.js';
+import { LayoutCatalog, LayoutSink, LayoutSource, OciLayout } from '../store/oci-layout.js';
 import { parseRef, type ImageRef } from '../store/ref.js';
 
-export async function openSource(ref: ImageRef): Promise<BlobSource> {
+/** The flags every command that may talk to a registry takes. */
+export interface RegistryFlags {
+  plainHttp?: boolean;
+  tlsVerify?: boolean;
+}
+
+export function addRegistryOptions(command: Command): Command {
+  return command
+    .option('--plain-http', 'talk to the registry over HTTP (default only for localhost and 127.0.0.1)')
+    .option('--tls-verify <bool>', 'check the registry\'s TLS certificate', parseBoolean('--tls-verify'), true);
+}
+
+function parseBoolean(what: string): (value: string) => boolean {
+  return (value) => {
+    if (value === 'true') return true;
+    if (value === 'false') return false;
+    throw new Error(`${what} must be true or false, not ${JSON.stringify(value)}`);
+  };
+}
+
+export function accessOf(flags: RegistryFlags): RegistryAccess {
+  const access: RegistryAccess = {};
+  if (flags.plainHttp) access.plainHttp = true;
+  if (flags.tlsVerify === false) access.tlsVerify = false;
+  return access;
+}
+
+/** The same flags, to hand to a child process (the mount daemon). */
+export function registryArgs(flags: RegistryFlags): string[] {
+  return [...(flags.plainHttp ? ['--plain-http'] : []), ...(flags.tlsVerify === false ? ['--tls-verify', 'false'] : [])];
+}
+
+export async function openSource(ref: ImageRef, access: RegistryAccess = {}): Promise<BlobSource> {
   if (ref.kind === 'oci-layout') return LayoutSource.open(ref);
-  throw badInput(`${ref.text}: registry references are not supported by this version of tessera yet; use oci:DIR:TAG`);
+  return RegistrySource.open(ref, access);
+}
+
+/** Where a build or push writes: the sink, the images already there, and how to let go. */
+export interface Target {
+  sink: BlobSink;
+  catalog: ImageCatalog;
+  close(): Promise<void>;
+  /** After a failure: removes what opening created (a new layout directory). */
+  undoCreate(): Promise<void>;
+}
+
+export async function openTarget(ref: ImageRef, access: RegistryAccess = {}): Promise<Target> {
+  if (ref.kind === 'oci-layout') {
+    const existed = await fs.stat(ref.dir).then(() => true, () => false);
+    const layout = await OciLayout.openOrCreate(ref.dir);
+    return {
+      sink: new LayoutSink(layout, ref.tag),
+      catalog: new LayoutCatalog(layout),
+      close: () => layout.close(),
+      undoCreate: async () => {
+        if (!existed) await fs.rm(ref.dir, { recursive: true, force: true });
+      },
+    };
+  }
+  const sink = RegistrySink.open(ref, access);
+  return {
+    sink,
+    catalog: new RegistrySource(sink.client, ref.repository, ref.tag ?? 'latest', false),
+    close: () => sink.close(),
+    undoCreate: async () => undefined,
+  };
 }
 
 export interface OpenOptions {
   /** Keep fetched chunks, uncompressed and verified, in this shared cache. */
   cacheDir?: string;
   memoryCacheBytes?: number;
+  access?: RegistryAccess;
 }
 
-export async function openImage(refText: string, options: OpenOptions = {}): Promise<Image> {
-  const source = await openSource(parseRef(refText));
+export interface OpenedImage {
+  image: Image;
+  /** The disk cache in front of the image, when a cache dir was given. */
+  disk?: DiskCache;
+}
+
+export async function openImageWithCache(refText: string, options: OpenOptions = {}): Promise<OpenedImage> {
+  const source = await openSource(parseRef(refText), options.access);
   try {
     const disk = options.cacheDir !== undefined ? await DiskCache.open(options.cacheDir) : undefined;
-    return await Image.open(source, {
+    const image = await Image.open(source, {
       wrapChunkStore: (origin) =>
         new MemoryCachedStore(disk ? new DiskCachedStore(disk, origin) : origin, options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES),
     });
+    return disk ? { image, disk } : { image };
   } catch (error) {
     await source.close();
     throw error;
   }
+}
+
+export async function openImage(refText: string, options: OpenOptions = {}): Promise<Image> {
+  return (await openImageWithCache(refText, options)).image;
+}
+
+/** Reports an opened image's cache hits, misses and fetches to its cache's shared statistics. */
+export function statsRecorderFor(image: Image, disk: DiskCache): StatsRecorder {
+  return new StatsRecorder(disk.dir, () => ({
+    hits: disk.stats.hits,
+    misses: disk.stats.misses,
+    chunksFetched: image.fetched.chunks,
+    bytesFetched: image.fetched.bytes,
+    requests: image.fetched.fetches,
+  }));
 }

@@ -47,12 +47,33 @@ export interface ChunkingParameters {
   normalization: number;
 }
 
+/**
+ * What a container runtime needs besides the tree, kept from the OCI image
+ * config of an imported image (`tessera import`). The names follow the OCI
+ * image config's `config` object, lower-camel-cased.
+ */
+export interface ContainerConfig {
+  /** `NAME=value` strings, in the image's order. */
+  env?: string[];
+  workingDir?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  /** `user`, `uid`, `user:group` or `uid:gid`, as the image config says. */
+  user?: string;
+  /** OCI architecture (amd64, arm64, ...), os (linux) and variant (v7, ...) of the binaries. */
+  architecture?: string;
+  os?: string;
+  variant?: string;
+}
+
 /** The config blob: how the image was cut and stored, so readers can refuse what they do not know. */
 export interface TesseraConfig {
   formatVersion: 1;
   chunking: ChunkingParameters;
   chunkDigest: 'sha256';
   compression: 'zstd';
+  /** Only in images imported from a container image: absent, not empty, otherwise (same bytes as before). */
+  container?: ContainerConfig;
 }
 
 /** JSON with the keys in the order the objects were built: deterministic bytes. */
@@ -144,7 +165,44 @@ export function parseTesseraConfig(bytes: Buffer, what: string): TesseraConfig {
   for (const key of numbers) {
     if (typeof chunking[key] !== 'number') throw corrupt(`${what}: chunking.${key} missing`);
   }
-  return value as unknown as TesseraConfig;
+  const config = value as unknown as TesseraConfig;
+  if (value.container !== undefined) config.container = parseContainerConfig(value.container, `${what}: container`);
+  return config;
+}
+
+const CONTAINER_STRINGS = ['workingDir', 'user', 'architecture', 'os', 'variant'] as const;
+const CONTAINER_LISTS = ['env', 'entrypoint', 'cmd'] as const;
+/** The order the keys are written in, so one container config always encodes to the same bytes. */
+const CONTAINER_KEY_ORDER = ['env', 'workingDir', 'entrypoint', 'cmd', 'user', 'architecture', 'os', 'variant'] as const;
+
+/** The container config as it is written: keys in a fixed order, absent ones left out. */
+export function canonicalContainerConfig(container: ContainerConfig): ContainerConfig {
+  const ordered: Record<string, unknown> = {};
+  for (const key of CONTAINER_KEY_ORDER) {
+    if (container[key] !== undefined) ordered[key] = container[key];
+  }
+  return ordered as ContainerConfig;
+}
+
+/**
+ * The `container` object of a config, checked: known keys must have their
+ * type; unknown keys are left out (they do not change how the tree is read,
+ * so a newer tessera's additions must not stop an older one mounting).
+ */
+export function parseContainerConfig(value: unknown, what: string): ContainerConfig {
+  if (!isRecord(value)) throw corrupt(`${what}: not a JSON object`);
+  const container: ContainerConfig = {};
+  for (const key of Object.keys(value)) {
+    const item = value[key];
+    if ((CONTAINER_STRINGS as readonly string[]).includes(key)) {
+      if (typeof item !== 'string') throw corrupt(`${what}: ${key} is not a string`);
+      container[key as (typeof CONTAINER_STRINGS)[number]] = item;
+    } else if ((CONTAINER_LISTS as readonly string[]).includes(key)) {
+      if (!Array.isArray(item) || !item.every((s) => typeof s === 'string')) throw corrupt(`${what}: ${key} is not a list of strings`);
+      container[key as (typeof CONTAINER_LISTS)[number]] = item as string[];
+    }
+  }
+  return container;
 }
 
 export function buildManifest(config: Descriptor, superblock: Descriptor, packs: Descriptor[]): ImageManifest {

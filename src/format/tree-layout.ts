@@ -108,7 +108,10 @@ export interface Inode {
   payloadCount: number;
   /** Regular file: bytes of data that are not holes (what st_blocks reports). */
   allocated: number;
-  /** Directory: the parent's ino (the root is its own parent). */
+  /**
+   * Directory: the parent's ino (the root is its own parent). Regular file:
+   * where its content digest (32 bytes) is in the string heap.
+   */
   parent: number;
 }
 

@@ -220,20 +220,31 @@ export class TreeReader {
     return chunk;
   }
 
+  /** Chunk records `first .. first+count` (fewer at the end of the table). */
+  async chunks(first: number, count: number): Promise<ChunkRecord[]> {
+    const available = Math.max(0, Math.min(count, this.header.chunks.count - first));
+    if (available === 0) return [];
+    const buffer = await this.records(this.header.chunks, CHUNK_RECORD_SIZE, first, available, 'chunks');
+    const chunks: ChunkRecord[] = [];
+    for (let i = 0; i < available; i++) {
+      const chunk = decodeChunk(buffer, i * CHUNK_RECORD_SIZE);
+      checkChunkRecord(chunk, this.packs, `tree: chunk ${first + i}`);
+      chunks.push(chunk);
+    }
+    return chunks;
+  }
+
   /** All chunk records, in table order (for builders that share chunks and for inspect). */
   async allChunks(): Promise<ChunkRecord[]> {
     const chunks: ChunkRecord[] = [];
     const batch = 4096;
-    for (let first = 0; first < this.header.chunks.count; first += batch) {
-      const count = Math.min(batch, this.header.chunks.count - first);
-      const buffer = await this.records(this.header.chunks, CHUNK_RECORD_SIZE, first, count, 'chunks');
-      for (let i = 0; i < count; i++) {
-        const chunk = decodeChunk(buffer, i * CHUNK_RECORD_SIZE);
-        checkChunkRecord(chunk, this.packs, `tree: chunk ${first + i}`);
-        chunks.push(chunk);
-      }
-    }
+    for (let first = 0; first < this.header.chunks.count; first += batch) chunks.push(...(await this.chunks(first, batch)));
     return chunks;
+  }
+
+  /** A regular file's content digest (32 bytes; see FileDigest in the builder). */
+  async fileDigest(file: Inode): Promise<Buffer> {
+    return this.string(file.parent, 32, `file inode ${file.ino} digest`);
   }
 
   async symlinkTarget(link: Inode): Promise<Buffer> {

@@ -53,6 +53,8 @@ export interface InodeInput {
   parent?: number;
   /** Regular files: extents in file order. */
   extents?: Extent[];
+  /** Regular files: the content digest (see contentDigest in tree-layout.ts). */
+  digest?: Buffer;
   /** Symlinks: the target, as bytes. */
   target?: Buffer;
   rdevMajor?: number;
@@ -152,6 +154,8 @@ export function encodeTree(inodes: readonly InodeInput[], chunks: readonly Chunk
           extents.push(extent);
           record.allocated += extent.length;
         }
+        if (input.digest === undefined || input.digest.length !== 32) throw new Error(`tree writer: file inode ${ino} has no content digest`);
+        record.parent = strings.add(input.digest);
         fileBytes += input.size;
         fileCount += 1;
         break;

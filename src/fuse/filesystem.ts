@@ -6,6 +6,7 @@
 import { constants as osConstants } from 'node:os';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, direntTypeOf, type Inode } from '../format/tree-layout.js';
 import type { Image } from '../image/image.js';
+import { ReadAhead } from '../image/read-ahead.js';
 import { attributesOf, BLOCK_SIZE, type Attributes } from './attributes.js';
 import { ListingWriter } from './dirent.js';
 import { FsError, type FilesystemHandlers, type StatfsFigures } from './session.js';
@@ -15,10 +16,14 @@ const DOT = Buffer.from('.');
 const DOT_DOT = Buffer.from('..');
 
 export class ImageFilesystem implements FilesystemHandlers {
+  private readonly readAhead: ReadAhead;
+
   constructor(
     private readonly image: Image,
     private readonly entryTimeout: number,
-  ) {}
+  ) {
+    this.readAhead = new ReadAhead(image);
+  }
 
   private async inodeOfType(ino: number, type: number, wrongType: number): Promise<Inode> {
     const inode = await this.image.tree.inode(ino);
@@ -43,7 +48,7 @@ export class ImageFilesystem implements FilesystemHandlers {
 
   async read(ino: number, offset: number, size: number): Promise<Buffer> {
     const file = await this.inodeOfType(ino, S_IFREG, errno.EISDIR);
-    return this.image.readFile(file, offset, size);
+    return this.image.readFile(file, offset, size, (first, last) => this.readAhead.onRead(first, last));
   }
 
   /**

@@ -58,3 +58,24 @@ export function processAlive(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** The records of mounts whose daemon still runs. */
+export function liveMountRecords(): MountRecord[] {
+  const dir = path.join(runtimeDir(), 'mounts');
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((name) => name.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const records: MountRecord[] = [];
+  for (const name of names) {
+    try {
+      const record = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as MountRecord;
+      if (processAlive(record.pid)) records.push(record);
+    } catch {
+      // Removed or replaced while we looked.
+    }
+  }
+  return records;
+}

@@ -9,11 +9,11 @@ import type { OciDigest } from '../chunk/digest.js';
 import { TESSERA_CHUNKING } from '../chunk/fastcdc.js';
 import { parseTesseraConfig, parseTesseraManifest, type Descriptor, type TesseraConfig, type TesseraManifest } from '../format/manifest.js';
 import { decodeSuperblock, type Superblock } from '../format/superblock.js';
-import type { Inode } from '../format/tree-layout.js';
+import type { ChunkRecord, Extent, Inode } from '../format/tree-layout.js';
 import { TreeReader } from '../format/tree-reader.js';
 import type { BlobSource } from '../store/blob-store.js';
 import type { ChunkStore } from '../store/chunk-store.js';
-import { PackChunkStore } from '../store/pack-chunks.js';
+import { PackChunkStore, type FetchStats } from '../store/pack-chunks.js';
 import { TreePages } from './tree-pages.js';
 
 export interface OpenImageOptions {
@@ -33,6 +33,8 @@ export class Image {
     readonly superblock: Superblock,
     readonly chunks: ChunkStore,
     readonly tree: TreeReader,
+    /** What was fetched from the image's store (cache misses, when caches are in front). */
+    readonly fetched: FetchStats,
   ) {}
 
   static async open(source: BlobSource, options: OpenImageOptions = {}): Promise<Image> {
@@ -52,7 +54,7 @@ export class Image {
     const origin = new PackChunkStore(source, superblock.packs);
     const chunks = options.wrapChunkStore ? options.wrapChunkStore(origin) : origin;
     const tree = await TreeReader.open(new TreePages(superblock.treeChunks, chunks), superblock.packs);
-    return new Image(source, descriptor, manifest, config, superblock, chunks, tree);
+    return new Image(source, descriptor, manifest, config, superblock, chunks, tree, origin.stats);
   }
 
   get manifestDigest(): OciDigest {
@@ -61,43 +63,55 @@ export class Image {
 
   /**
    * Bytes `offset .. offset+length` of a regular file (fewer at its end).
-   * Holes read as zeros. Chunks are fetched in parallel.
+   * Holes read as zeros. Chunks are fetched in parallel. `onChunks` hears
+   * which chunk indices the read touched (for read-ahead).
    */
-  async readFile(file: Inode, offset: number, length: number): Promise<Buffer> {
+  async readFile(file: Inode, offset: number, length: number, onChunks?: (first: number, last: number) => void): Promise<Buffer> {
     const end = Math.min(file.size, offset + length);
     if (offset >= end) return Buffer.alloc(0);
     const out = Buffer.alloc(end - offset);
     const pieces: Promise<void>[] = [];
+    let first = Infinity;
+    let last = -1;
+    await this.forEachExtent(file, offset, end, (extent, from, to) => {
+      first = Math.min(first, extent.chunk);
+      last = Math.max(last, extent.chunk);
+      pieces.push(
+        this.chunkOf(file, extent).then(async (chunk) => {
+          const data = await this.chunks.get(chunk);
+          const start = extent.chunkOffset + (from - extent.fileOffset);
+          data.copy(out, from - offset, start, start + (to - from));
+        }),
+      );
+    });
+    if (last >= 0) onChunks?.(first, last);
+    await Promise.all(pieces);
+    return out;
+  }
+
+  private async chunkOf(file: Inode, extent: Extent): Promise<ChunkRecord> {
+    const chunk = await this.tree.chunk(extent.chunk);
+    if (extent.chunkOffset + extent.length > chunk.length) {
+      throw corrupt(`${this.source.name}: inode ${file.ino}: extent at ${extent.fileOffset} reaches past the end of its chunk`);
+    }
+    return chunk;
+  }
+
+  /** Calls `visit` with each extent overlapping `offset .. end` and the overlap. */
+  private async forEachExtent(file: Inode, offset: number, end: number, visit: (extent: Extent, from: number, to: number) => void): Promise<void> {
     let index = await this.tree.findExtent(file, offset);
     const batch = 64;
     for (;;) {
       const extents = await this.tree.extents(file, index, batch);
-      if (extents.length === 0) break;
-      let past = false;
       for (const extent of extents) {
-        if (extent.fileOffset >= end) {
-          past = true;
-          break;
-        }
+        if (extent.fileOffset >= end) return;
         const from = Math.max(offset, extent.fileOffset);
         const to = Math.min(end, extent.fileOffset + extent.length);
-        if (from >= to) continue;
-        pieces.push(
-          this.tree.chunk(extent.chunk).then(async (chunk) => {
-            if (extent.chunkOffset + extent.length > chunk.length) {
-              throw corrupt(`${this.source.name}: inode ${file.ino}: extent at ${extent.fileOffset} reaches past the end of its chunk`);
-            }
-            const data = await this.chunks.get(chunk);
-            const start = extent.chunkOffset + (from - extent.fileOffset);
-            data.copy(out, from - offset, start, start + (to - from));
-          }),
-        );
+        if (from < to) visit(extent, from, to);
       }
-      if (past || extents.length < batch) break;
+      if (extents.length < batch) return;
       index += extents.length;
     }
-    await Promise.all(pieces);
-    return out;
   }
 }
 

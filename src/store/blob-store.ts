@@ -33,6 +33,14 @@ export interface BlobSource {
   close(): Promise<void>;
 }
 
+/** The images a store holds, so a build can share chunks with them. */
+export interface ImageCatalog {
+  /** Every tagged manifest, each once. */
+  listManifests(): Promise<Descriptor[]>;
+  /** A source reading the image this manifest describes. */
+  sourceFor(descriptor: Descriptor): BlobSource;
+}
+
 /** Writes one blob as a stream (a pack), learning its digest as it goes. */
 export interface BlobWriter {
   readonly size: number;

@@ -8,4 +8,12 @@ import type { ChunkRecord } from '../format/tree-layout.js';
 export interface ChunkStore {
   /** The chunk's uncompressed bytes, checked against its digest. */
   get(chunk: ChunkRecord): Promise<Buffer>;
+  /**
+   * Makes sure the chunk will be at hand (fetching it into a cache if it is
+   * not), without reading it when it already is. For read-ahead: a hint,
+   * it never fails. Stores without caches do nothing.
+   */
+  prefetch?(chunk: ChunkRecord): void;
+  /** Whether the chunk is held locally (no fetch needed); for caches. */
+  holds?(chunk: ChunkRecord): boolean;
 }

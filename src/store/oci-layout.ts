@@ -16,7 +16,7 @@ import { badInput, busy, corrupt, describeSystemError, ioError, isSystemError, n
 import { digestHex, isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import { encodeJson, isRecord, parseDescriptor, parseJson, type Descriptor } from '../format/manifest.js';
 import { OCI_INDEX_MEDIA_TYPE, OCI_REF_NAME_ANNOTATION } from '../format/media-types.js';
-import type { BlobSink, BlobSource, BlobWriter, ByteRange, ResolvedManifest } from './blob-store.js';
+import type { BlobSink, BlobSource, BlobWriter, ByteRange, ImageCatalog, ResolvedManifest } from './blob-store.js';
 import type { LayoutRef } from './ref.js';
 
 const LAYOUT_FILE = 'oci-layout';
@@ -342,6 +342,24 @@ export class LayoutSource implements BlobSource {
 
   close(): Promise<void> {
     return this.layout.close();
+  }
+}
+
+/** The images of a layout, for a build that shares chunks with them. */
+export class LayoutCatalog implements ImageCatalog {
+  constructor(private readonly layout: OciLayout) {}
+
+  async listManifests(): Promise<Descriptor[]> {
+    const seen = new Set<string>();
+    return (await this.layout.readIndex()).manifests.filter((descriptor) => {
+      if (seen.has(descriptor.digest)) return false;
+      seen.add(descriptor.digest);
+      return true;
+    });
+  }
+
+  sourceFor(descriptor: Descriptor): BlobSource {
+    return new LayoutSource(this.layout, descriptor);
   }
 }
 

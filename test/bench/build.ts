@@ -130,7 +130,7 @@ runBenchmark('build', async () => {
   const t = { ...summary(tesseraRuns), selfReportedSeconds: median(tesseraRuns.map((r) => r.selfSeconds)), digest: tesseraRuns[0]!.digest };
   const c = summary(casyncRuns);
   const ratios = { time: t.medianSeconds / c.medianSeconds, size: t.storedBytes / c.storedBytes };
-  const targets = { timeAtMostHalf: ratios.time <= 0.5, storeNoLarger: ratios.size <= 1 };
+  const targets = { fasterThanCasync: ratios.time < 1, timeAtMostHalf: ratios.time <= 0.5, storeNoLarger: ratios.size <= 1 };
 
   if (wantJson) {
     console.log(JSON.stringify({ benchmark: 'build', node: process.version, casyncVersion, runs, outputs: sharedDisk ? 'shared disk' : 'fresh ext4 (loop)', tree: { path: rootfs, ...tree, tarBytes }, tessera: t, casync: c, ratios, targets }, null, 2));
@@ -150,7 +150,7 @@ runBenchmark('build', async () => {
     [
       `tessera's own figure (build work without Node start-up): ${fmt(t.selfReportedSeconds)} s; both chunk 16/64/256 KiB with zstd; ${casyncVersion}`,
       `outputs written to ${sharedDisk ? `${work} (shared disk)` : 'a fresh ext4 file system (loop), kept until the end'}; not synced inside the timed part`,
-      `targets: time at most 0.5x casync: ${met(targets.timeAtMostHalf)}; store no larger than casync's: ${met(targets.storeNoLarger)}`,
+      `targets: faster than casync (core): ${met(targets.fasterThanCasync)}; at most 0.5x casync (performance): ${met(targets.timeAtMostHalf)}; store no larger than casync's: ${met(targets.storeNoLarger)}`,
     ],
   );
 });

@@ -340,6 +340,50 @@ export async function mountTessera(ref: string, mountpoint: string, cacheDir: st
   return { mountpoint, pid, seconds: result.seconds, unmount };
 }
 
+/**
+ * Starts a FUSE daemon that serves in the foreground (casync mount), its
+ * output appended to logFile, in a process group of its own; returns once
+ * the mountpoint shows up in /proc/self/mountinfo. `seconds` is spawn to
+ * mounted. Unmounting (or cleanup()) unmounts, waits for the daemon and
+ * kills whatever of its group is left (helpers it spawned).
+ */
+export async function mountForeground(command: string, args: readonly string[], mountpoint: string, logFile: string, timeoutMs = 120_000): Promise<Mounted> {
+  fs.mkdirSync(mountpoint, { recursive: true });
+  const log = fs.openSync(logFile, 'a');
+  const start = process.hrtime.bigint();
+  const child = spawn(command, args, { env: cleanEnv(), stdio: ['ignore', log, log], detached: true });
+  fs.closeSync(log);
+  let exit: string | undefined;
+  child.on('exit', (code, signal) => (exit = signal === null ? `exit ${code}` : `signal ${signal}`));
+  child.on('error', (error) => (exit = error.message));
+  const pid = child.pid;
+  if (pid === undefined) {
+    const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+    throw new Error(`cannot run ${command}: ${error.message}`);
+  }
+  const unmount = onCleanup(`unmount ${mountpoint}`, async () => {
+    await unmountFuse(mountpoint, pid);
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // the group is gone
+    }
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (!isMounted(mountpoint)) {
+    if (exit !== undefined) {
+      await unmount();
+      throw new Error(`${command} ended (${exit}) before ${mountpoint} was mounted:\n${tail(fs.readFileSync(logFile, 'utf8').replace(/ {20,}/g, ' '))}`);
+    }
+    if (Date.now() > deadline) {
+      await unmount();
+      throw new Error(`${command} did not mount ${mountpoint} within ${timeoutMs / 1000} s`);
+    }
+    await sleep(5);
+  }
+  return { mountpoint, pid, seconds: Number(process.hrtime.bigint() - start) / 1e9, unmount };
+}
+
 /** The pid of the process whose command line holds all of `words` (to find squashfuse after it daemonized). */
 function findProcess(words: readonly string[]): number | undefined {
   for (const name of fs.readdirSync('/proc')) {
@@ -382,6 +426,16 @@ export async function debianRootfs(): Promise<string> {
 export async function readTree(dir: string): Promise<number> {
   const result = await sh(`tar cf - -C ${q(dir)} . | wc -c`);
   return Number(result.stdout.trim());
+}
+
+/**
+ * tar of the whole tree, sorted so that equal trees give equal streams: its
+ * SHA-256 and length. hardDereference: hard links as separate files (for
+ * mounts that give every path its own inode number: squashfuse, casync).
+ */
+export async function treeHash(dir: string, hardDereference = false): Promise<string> {
+  const result = await sh(`tar --sort=name ${hardDereference ? '--hard-dereference ' : ''}-cf - -C ${q(dir)} . | tee >(wc -c >&2) | sha256sum`);
+  return `${result.stdout.split(' ')[0]} (${result.stderr.trim()} bytes)`;
 }
 
 /** Runs main, printing its error and exiting 1 on failure, running cleanup() in every case and on signals. */

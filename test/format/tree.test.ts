@@ -43,6 +43,7 @@ function sampleTree(): Buffer {
         { fileOffset: 0, chunk: 0, chunkOffset: 0, length: 1000 },
         { fileOffset: 4_500_000_000, chunk: 1, chunkOffset: 10, length: 500 },
       ],
+      digest: Buffer.alloc(32, 0xd1),
     },
     { ...base, mode: S_IFLNK | 0o777, target: Buffer.from('../a.txt') },
     { ...base, mode: S_IFCHR | 0o666, rdevMajor: 1, rdevMinor: 3 },
@@ -65,6 +66,7 @@ describe('metadata tree encode/decode', () => {
     assert.equal(file.ino, hard.ino);
     const inode = await reader.inode(file.ino);
     assert.equal(inode.mode, S_IFREG | 0o4755);
+    assert.ok((await reader.fileDigest(inode)).equals(Buffer.alloc(32, 0xd1)), 'the content digest round-trips');
     assert.equal(inode.size, 5_000_000_000);
     assert.equal(inode.allocated, 1500);
     assert.equal(inode.mtimeSec, -5);

@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PROJECT_ROOT, Scratch, tesseraOk } from '../helpers/cli.js';
+import { Scratch, tesseraOk } from '../helpers/cli.js';
+import { debianRootfs } from '../helpers/vm-images.js';
 import { diffSnapshots, snapshot, type Snapshot } from '../helpers/tree-compare.js';
 
 function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -27,9 +27,7 @@ describe('a real Debian root file system', () => {
   let mnt = '';
 
   before(async () => {
-    const recipe = await run('bash', [path.join(PROJECT_ROOT, 'vm-images/rootfs.sh'), 'minbase']);
-    assert.equal(recipe.code, 0, recipe.stderr);
-    rootfs = recipe.stdout.trim().split('\n').pop()!;
+    rootfs = await debianRootfs('minbase');
     source = snapshot(rootfs);
     await tesseraOk(['build', rootfs, ref]);
     mnt = scratch.mountpoint();

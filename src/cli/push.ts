@@ -1,0 +1,73 @@
+/**
+ * tessera push: copies an image between any two references (layout or
+ * registry), uploading only what the destination lacks.
+ */
+import type { Command } from 'commander';
+import { badInput } from '../errors.js';
+import type { OciDigest } from '../chunk/digest.js';
+import { RegistrySink } from '../registry/registry-store.js';
+import { copyImage } from '../store/copy-image.js';
+import { parseRef } from '../store/ref.js';
+import { action } from './command.js';
+import { accessOf, addRegistryOptions, openSource, openTarget, type RegistryFlags } from './open-image.js';
+import { byteProgress, formatBytes, printJson } from './output.js';
+
+interface PushFlags extends RegistryFlags {
+  json?: boolean;
+}
+
+export function registerPush(program: Command): void {
+  const command = program
+    .command('push')
+    .description('copy an image between OCI layouts and registries, uploading only the blobs the destination lacks')
+    .argument('<src-ref>', 'the image to copy: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
+    .argument('<dst-ref>', 'where to: oci:DIR[:TAG] or docker://HOST/REPO[:TAG]')
+    .option('--json', 'print the result as JSON');
+  addRegistryOptions(command).action(action('push', runPush));
+}
+
+async function runPush(srcText: string, dstText: string, flags: PushFlags): Promise<void> {
+  const started = Date.now();
+  const from = parseRef(srcText);
+  const to = parseRef(dstText);
+  if (to.kind === 'registry' && to.digest !== undefined) throw badInput(`${to.text}: push needs a tag to store the image under, not a digest`);
+  const access = accessOf(flags);
+  const source = await openSource(from, access);
+  let target;
+  try {
+    // Fail on a missing source before creating anything at the destination.
+    await source.resolveManifest();
+    target = await openTarget(to, access);
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
+  const progress = byteProgress('pushing', !flags.json);
+  try {
+    const sink = target.sink;
+    // Same registry, other repository: link blobs instead of moving them.
+    const mountBlob =
+      from.kind === 'registry' && to.kind === 'registry' && from.host === to.host && from.repository !== to.repository && sink instanceof RegistrySink
+        ? (digest: OciDigest) => sink.mountBlob(digest, from.repository)
+        : undefined;
+    const result = await copyImage(source, sink, { ...(mountBlob ? { mountBlob } : {}), onProgress: (done, total) => progress.update(done, total) });
+    progress.stop();
+    const seconds = (Date.now() - started) / 1000;
+    if (flags.json) {
+      printJson({ source: from.text, destination: to.text, digest: result.manifest.digest, ...result, manifest: undefined, seconds });
+    } else {
+      process.stdout.write(
+        `pushed ${from.text} to ${to.text} ${result.manifest.digest}\n` +
+          `  ${result.blobs} blobs: ${result.uploaded} uploaded (${formatBytes(result.bytesUploaded)}), ${result.mounted} mounted from ${from.kind === 'registry' ? from.repository : '-'}, ` +
+          `${result.skipped} already there; ${seconds.toFixed(1)} s\n`,
+      );
+    }
+  } catch (error) {
+    progress.stop();
+    await target.undoCreate();
+    throw error;
+  } finally {
+    await source.close();
+    await target.close();
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * tessera run: a container on an image, with nothing downloaded first. The
+ * image is mounted (or a live mount of the same image is reused), a runtime
+ * bundle is written whose read-only root is the mountpoint, and runc runs
+ * the command with the image's environment, working directory and user.
+ * The container's exit code is tessera's; the mount goes away afterwards
+ * unless --keep.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { defaultCacheDir } from '../cache/cache-dir.js';
+import { runtimeSpec, type ContainerSettings } from '../container/runtime-spec.js';
+import { badInput, ioError } from '../errors.js';
+import type { TesseraConfig } from '../format/manifest.js';
+import { liveMountRecords, runtimeDir } from '../fuse/mount-records.js';
+import { mountAt, TESSERA_FS_TYPE } from '../fuse/mount-table.js';
+import { action } from './command.js';
+import { accessOf, addRegistryOptions, openImage, registryArgs, type RegistryFlags } from './open-image.js';
+import { unmountTessera } from './umount.js';
+
+interface RunFlags extends RegistryFlags {
+  cacheDir?: string;
+  keep?: boolean;
+  network: 'host' | 'none';
+  tty?: boolean;
+  user?: string;
+  option: string[];
+}
+
+const RUNC = 'runc';
+
+export function registerRun(program: Command): void {
+  const command = program
+    .command('run')
+    .description('run a command in a runc container whose read-only root is the (lazily fetched) image')
+    .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
+    .argument('[command...]', "the command and its arguments, after --; default: the image's entrypoint and cmd")
+    .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
+    .option('--keep', 'leave the image mounted afterwards (a later run reuses the mount)')
+    .option('--network <mode>', 'host: share the host\'s network; none: an empty network namespace', parseNetwork, 'host')
+    .option('-u, --user <user[:group]>', "run as this user (name or uid, from the image's /etc/passwd); default: the image's user, else root")
+    .option('-t, --tty', 'give the container a terminal (default: when stdin and stdout are terminals)')
+    .option('-o, --option <opts>', 'mount options when tessera mounts the image (suid, dev, allow_other, ...)', (value: string, previous: string[]) => [...previous, value], [] as string[]);
+  addRegistryOptions(command).action(action('run', runContainer));
+}
+
+function parseNetwork(value: string): 'host' | 'none' {
+  if (value === 'host' || value === 'none') return value;
+  throw new Error(`--network must be host or none, not ${JSON.stringify(value)}`);
+}
+
+function tesseraCli(args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [process.argv[1]!, ...args], (error, _stdout, stderr) => {
+      if (error) reject(ioError(stderr.trim().split('\n').pop()?.replace(/^tessera \w+: /, '') || error.message));
+      else resolve();
+    });
+  });
+}
+
+function settingsOf(config: TesseraConfig): ContainerSettings {
+  return (config as TesseraConfig & { container?: ContainerSettings }).container ?? {};
+}
+
+async function runContainer(refText: string, commandLine: string[], flags: RunFlags): Promise<void> {
+  const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
+  const image = await openImage(refText, { access: accessOf(flags) });
+  const digest = image.manifestDigest;
+  const settings = { ...settingsOf(image.config), ...(flags.user !== undefined ? { user: flags.user } : {}) };
+  await image.source.close();
+
+  const id = `tessera-${randomBytes(6).toString('hex')}`;
+  const work = path.join(runtimeDir(), 'run', id);
+  fs.mkdirSync(work, { recursive: true, mode: 0o700 });
+  // A live mount of this very image is as good as a new one, and already warm.
+  const live = liveMountRecords().find((record) => record.manifest === digest && mountAt(record.mountpoint)?.fsType === TESSERA_FS_TYPE);
+  let rootfs = live?.mountpoint;
+  let mountedHere = false;
+  try {
+    if (rootfs === undefined) {
+      rootfs = path.join(work, 'rootfs');
+      fs.mkdirSync(rootfs);
+      // allow_other: the container's processes may run as any user, and
+      // default_permissions has the kernel check the image's modes for them.
+      const options = ['allow_other', ...flags.option];
+      await tesseraCli(['mount', '--cache-dir', cacheDir, ...registryArgs(flags), ...options.flatMap((o) => ['-o', o]), refText, rootfs]);
+      mountedHere = true;
+    }
+    const terminal = flags.tty ?? (process.stdin.isTTY === true && process.stdout.isTTY === true);
+    const asked = new Set(flags.option.flatMap((o) => o.split(',')));
+    const spec = runtimeSpec({
+      rootfs,
+      args: commandLine,
+      settings,
+      hostname: id.slice(0, 20),
+      terminal,
+      network: flags.network,
+      allowSetuid: asked.has('suid'),
+      allowDevices: asked.has('dev'),
+    });
+    fs.writeFileSync(path.join(work, 'config.json'), JSON.stringify(spec, null, 2));
+    process.exitCode = await runRunc(work, id);
+  } finally {
+    await new Promise<void>((resolve) => execFile(RUNC, ['delete', '--force', id], () => resolve()));
+    if (mountedHere && !flags.keep) await unmountTessera(rootfs!).catch((error: Error) => process.stderr.write(`tessera run: ${error.message}\n`));
+    if (mountedHere && flags.keep) process.stderr.write(`tessera run: ${refText} stays mounted at ${rootfs}\n`);
+    if (!(mountedHere && flags.keep)) fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Runs the bundle in the foreground; resolves with the container's exit code (128+signal if killed). */
+function runRunc(bundle: string, id: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(RUNC, ['run', '--bundle', bundle, id], { stdio: 'inherit' });
+    // runc forwards signals it receives to the container; ours go to it too.
+    const forward = (signal: NodeJS.Signals): void => void child.kill(signal);
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const signal of signals) process.on(signal, forward);
+    child.on('error', (error) => {
+      for (const signal of signals) process.off(signal, forward);
+      reject(
+        (error as NodeJS.ErrnoException).code === 'ENOENT'
+          ? badInput('runc is not installed (apt-get install runc)')
+          : ioError(`cannot start runc: ${error.message}`),
+      );
+    });
+    child.on('exit', (code, signal) => {
+      for (const signal of signals) process.off(signal, forward);
+      resolve(code ?? 128 + (signal ? (osSignals[signal] ?? 0) : 0));
+    });
+  });
+}
+
+const osSignals: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGHUP: 1 };

@@ -1,0 +1,139 @@
+/**
+ * A loopback reverse proxy in front of a registry (or any HTTP server):
+ * counts requests and bytes, so tests can see what crossed the network,
+ * and can add latency per request, so benchmarks can show what a real
+ * network (20 ms per round trip) does to a lazy mount.
+ *
+ * It runs in a child process: a test that reads a mount with synchronous
+ * calls blocks its own event loop, and a proxy served from that loop would
+ * never answer the mount daemon's fetches (a deadlock until timeouts).
+ */
+import { fork } from 'node:child_process';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export interface ProxyStats {
+  requests: number;
+  /** Response body bytes sent to clients. */
+  bytes: number;
+  /** Requests with a Range header. */
+  rangeRequests: number;
+}
+
+export interface Proxy {
+  /** 127.0.0.1:PORT */
+  host: string;
+  stats(): Promise<ProxyStats>;
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface ServedProxy {
+  host: string;
+  stats: ProxyStats;
+  close(): Promise<void>;
+}
+
+export interface ProxyOptions {
+  /** Added before each request is forwarded. */
+  latencyMs?: number;
+}
+
+/** The proxy itself, in this process. */
+async function serveProxy(target: string, options: ProxyOptions = {}): Promise<ServedProxy> {
+  const stats: ProxyStats = { requests: 0, bytes: 0, rangeRequests: 0 };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const [targetHost, targetPort] = target.split(':') as [string, string];
+  let self = '';
+  const server = http.createServer((incoming, outgoing) => {
+    stats.requests += 1;
+    if (incoming.headers.range !== undefined) stats.rangeRequests += 1;
+    const forward = (): void => {
+      const headers = { ...incoming.headers, host: target };
+      const upstream = http.request({ host: targetHost, port: Number(targetPort), method: incoming.method, path: incoming.url, headers, agent }, (response) => {
+        const responseHeaders = { ...response.headers };
+        // Redirects and upload locations that name the registry must name the proxy.
+        if (typeof responseHeaders.location === 'string') responseHeaders.location = responseHeaders.location.replace(`//${target}`, `//${self}`);
+        if (typeof responseHeaders['www-authenticate'] === 'string') responseHeaders['www-authenticate'] = responseHeaders['www-authenticate'].replace(`//${target}`, `//${self}`);
+        outgoing.writeHead(response.statusCode ?? 502, responseHeaders);
+        response.on('data', (data: Buffer) => (stats.bytes += data.length));
+        response.pipe(outgoing);
+      });
+      upstream.on('error', () => {
+        if (!outgoing.headersSent) outgoing.writeHead(502);
+        outgoing.end();
+      });
+      incoming.pipe(upstream);
+    };
+    if (options.latencyMs) setTimeout(forward, options.latencyMs);
+    else forward();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  self = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    host: self,
+    stats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        agent.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+type Request = { id: number; op: 'stats' | 'reset' };
+type Reply = { id: number; stats?: ProxyStats } | { ready: string };
+
+/** Starts the proxy in a child process; stop() ends it. */
+export async function startProxy(target: string, options: ProxyOptions = {}): Promise<Proxy> {
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', target, String(options.latencyMs ?? 0)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const waiting = new Map<number, (reply: { stats?: ProxyStats }) => void>();
+  let next = 0;
+  const host = await new Promise<string>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`the proxy exited (${code}) before it listened`)));
+    child.on('message', (message: Reply) => {
+      if ('ready' in message) resolve(message.ready);
+      else waiting.get(message.id)?.(message);
+    });
+  });
+  child.removeAllListeners('exit');
+  const ask = (op: Request['op']): Promise<{ stats?: ProxyStats }> =>
+    new Promise((resolve) => {
+      const id = next++;
+      waiting.set(id, (reply) => {
+        waiting.delete(id);
+        resolve(reply);
+      });
+      child.send({ id, op } satisfies Request);
+    });
+  return {
+    host,
+    stats: async () => (await ask('stats')).stats!,
+    reset: async () => void (await ask('reset')),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+if (process.argv[2] === '--serve' && process.send !== undefined) {
+  const served = await serveProxy(process.argv[3]!, { latencyMs: Number(process.argv[4]) });
+  process.on('message', (message: Request) => {
+    if (message.op === 'reset') {
+      served.stats.requests = 0;
+      served.stats.bytes = 0;
+      served.stats.rangeRequests = 0;
+    }
+    process.send!({ id: message.id, stats: { ...served.stats } } satisfies Reply);
+  });
+  process.on('SIGTERM', () => void served.close().then(() => process.exit(0)));
+  // The parent going away ends the proxy too.
+  process.on('disconnect', () => void served.close().then(() => process.exit(0)));
+  process.send({ ready: served.host } satisfies Reply);
+}
