@@ -62,7 +62,8 @@ function tesseraCli(args: readonly string[]): Promise<void> {
 }
 
 function settingsOf(config: TesseraConfig): ContainerSettings {
-  return (config as TesseraConfig & { container?: ContainerSettings }).container ?? {};
+  const { env, workingDir, entrypoint, cmd, user } = config.container ?? {};
+  return { ...(env ? { env } : {}), ...(workingDir ? { workingDir } : {}), ...(entrypoint ? { entrypoint } : {}), ...(cmd ? { cmd } : {}), ...(user ? { user } : {}) };
 }
 
 async function runContainer(refText: string, commandLine: string[], flags: RunFlags): Promise<void> {
