@@ -146,18 +146,19 @@ export class RegistryClient {
   }
 
   private async fetchToken(url: URL, authorization: string | undefined): Promise<{ status: number; body: Buffer }> {
-    const response = await this.dispatch({ method: 'GET', url: url.toString(), scopes: [], what: 'a token' }, authorization, true);
+    // The credentials go to the token service the registry named: that is what it is for.
+    const response = await this.dispatch({ method: 'GET', url: url.toString(), scopes: [], what: 'a token' }, authorization, true, true);
     const body = Buffer.from(await response.body.arrayBuffer());
     this.stats.bytesReceived += body.length;
     return { status: response.statusCode, body };
   }
 
   /** One HTTP exchange with retries for idempotent requests; no auth handling. */
-  private async dispatch(options: SendOptions, authorization: string | undefined, idempotent: boolean): Promise<Dispatcher.ResponseData> {
+  private async dispatch(options: SendOptions, authorization: string | undefined, idempotent: boolean, anyOrigin = false): Promise<Dispatcher.ResponseData> {
     const url = options.url.startsWith('http') ? options.url : `${this.origin}${options.url}`;
     const headers: Record<string, string> = { ...options.headers };
     // The registry's credentials never go to another host (blob storage after a redirect).
-    if (authorization !== undefined && new URL(url).origin === this.origin) headers.authorization = authorization;
+    if (authorization !== undefined && (anyOrigin || new URL(url).origin === this.origin)) headers.authorization = authorization;
     for (let attempt = 0; ; attempt++) {
       let response: Dispatcher.ResponseData;
       try {

@@ -19,6 +19,8 @@ export interface Registry {
 
 export interface RegistryOptions {
   htpasswd?: { username: string; password: string };
+  /** The `auth:` section for a token issuer (see token-server.ts). */
+  tokenAuth?: string;
 }
 
 export async function startRegistry(options: RegistryOptions = {}): Promise<Registry> {
@@ -32,7 +34,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
     fs.writeFileSync(htpasswdFile, line.trim() + '\n');
   }
   try {
-    const registry = await startLocalRegistry(htpasswdFile ? { htpasswdFile } : {});
+    const registry = await startLocalRegistry({ ...(htpasswdFile ? { htpasswdFile } : {}), ...(options.tokenAuth ? { extraConfig: options.tokenAuth } : {}) });
     return {
       host: registry.host,
       storageDir: registry.storageDir,

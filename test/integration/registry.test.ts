@@ -11,6 +11,7 @@ import { makeEdgeTree, pseudoRandom } from '../helpers/edge-tree.js';
 import { Scratch, tessera, tesseraOk } from '../helpers/cli.js';
 import { startProxy, type Proxy } from '../helpers/http-proxy.js';
 import { startRegistry, type Registry } from '../helpers/registry-server.js';
+import { startTokenServer, tokenAuthConfig, type TokenServer } from '../helpers/token-server.js';
 import { diffSnapshots, snapshot } from '../helpers/tree-compare.js';
 
 interface CacheStatsJson {
@@ -265,5 +266,59 @@ describe('a registry that wants a password (htpasswd)', () => {
     const refused = await tessera(['inspect', ref], { env: { REGISTRY_AUTH_FILE: wrong } });
     assert.equal(refused.code, 8, refused.stderr);
     assert.ok(!refused.stderr.includes('nope'));
+  });
+});
+
+describe('a registry with bearer tokens (distribution token auth, a local issuer)', () => {
+  const scratch = new Scratch();
+  const source = scratch.path('source');
+  const credentials = { username: 'puller', password: 'token please' };
+  let tokens: TokenServer;
+  let registry: Registry;
+  let env: NodeJS.ProcessEnv = {};
+
+  before(async () => {
+    fs.mkdirSync(source);
+    fs.writeFileSync(`${source}/hello`, 'behind a token\n');
+    fs.writeFileSync(`${source}/big`, pseudoRandom(3 * MIB, 77));
+    // Two-second tokens: a build and a mount outlive several, so refresh is exercised.
+    tokens = await startTokenServer({ ...credentials, expiresIn: 2 });
+    registry = await startRegistry({ tokenAuth: tokenAuthConfig(tokens) });
+    const authFile = scratch.path('auth.json');
+    fs.writeFileSync(authFile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64') } } }));
+    env = { REGISTRY_AUTH_FILE: authFile };
+  });
+  after(async () => {
+    await scratch.cleanup();
+    await registry?.stop();
+    await tokens?.stop();
+  });
+
+  test('build, push across repositories and mount with tokens fetched, scoped and refreshed', async () => {
+    const ref = `docker://${registry.host}/tok/app:v1`;
+    await tesseraOk(['build', source, ref], { env });
+    const pushed = JSON.parse((await tesseraOk(['push', '--json', ref, `docker://${registry.host}/tok/copy:v1`], { env })).stdout) as PushJson;
+    assert.equal(pushed.mounted, pushed.blobs, 'a cross-repository mount needs a token with both scopes');
+    const mnt = scratch.mountpoint();
+    await scratch.mount(ref, mnt, [], { env });
+    try {
+      assert.equal(fs.readFileSync(`${mnt}/hello`, 'utf8'), 'behind a token\n');
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      // The daemon's token has expired by now: the next fetch gets a new one.
+      assert.ok(fs.readFileSync(`${mnt}/big`).equals(fs.readFileSync(`${source}/big`)));
+    } finally {
+      await scratch.umount(mnt);
+    }
+    assert.ok((await tokens.issued()) >= 3, 'tokens were not fetched for each scope and again after expiry');
+  });
+
+  test('wrong or missing credentials: refused by the token service with exit 8', async () => {
+    const wrong = scratch.path('wrong.json');
+    fs.writeFileSync(wrong, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${credentials.username}:nope`).toString('base64') } } }));
+    const refused = await tessera(['inspect', `docker://${registry.host}/tok/app:v1`], { env: { REGISTRY_AUTH_FILE: wrong } });
+    assert.equal(refused.code, 8, refused.stderr);
+    assert.match(refused.stderr, /token service refused/);
+    const anonymous = await tessera(['inspect', `docker://${registry.host}/tok/app:v1`], { env: { REGISTRY_AUTH_FILE: scratch.path('none.json'), HOME: scratch.dir } });
+    assert.equal(anonymous.code, 8, anonymous.stderr);
   });
 });
