@@ -57,6 +57,7 @@ export function parseHelperArgs(argv: readonly string[]): HelperInvocation {
       args.push('--log', value);
     } else if (key === 'plain_http') args.push('--plain-http');
     else if (key === 'tls_verify') args.push('--tls-verify', value ?? 'true');
+    else if (key === 'prefetch') args.push('--prefetch');
     else fuseOptions.push(option);
   }
   if (fuseOptions.length > 0) args.push('-o', fuseOptions.join(','));

@@ -13,13 +13,17 @@ import { EXIT_CODES, TesseraError, badInput, type ErrorKind } from '../errors.js
 import { serveImage } from '../fuse/daemon.js';
 import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
 import { checkMountpoint } from '../fuse/mount-table.js';
-import { stderrLogger } from '../log.js';
+import type { DiskCache } from '../cache/disk-cache.js';
+import { fetchInBackground } from '../image/background-fetch.js';
+import type { Image } from '../image/image.js';
+import { stderrLogger, type Logger } from '../log.js';
 import { formatRef, parseRef } from '../store/ref.js';
 import { action } from './command.js';
 import type { StatsRecorder } from '../cache/cache-stats.js';
 import { accessOf, addRegistryOptions, openImageWithCache, registryArgs, statsRecorderFor, type RegistryFlags } from './open-image.js';
 
 interface MountFlags extends RegistryFlags {
+  prefetch?: boolean;
   cacheDir?: string;
   option: string[];
   foreground?: boolean;
@@ -56,6 +60,7 @@ export function registerMount(program: Command): void {
     .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('-o, --option <opts>', 'FUSE/mount options, comma-separated (allow_other, suid, dev, ...); repeatable', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('-f, --foreground', 'serve from this process instead of a background daemon')
+    .option('--prefetch', 'fetch the whole image into the cache in the background, metadata first, while reads go ahead')
     .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
     .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp());
   addRegistryOptions(command).action(action('mount', runMount));
@@ -83,7 +88,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(logFile, 'a', 0o600);
   const script = process.argv[1]!;
-  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...registryArgs(flags), ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
+  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...(flags.prefetch ? ['--prefetch'] : []), ...registryArgs(flags), ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
   fs.closeSync(logFd);
   const message = await new Promise<ReadyMessage>((resolve) => {
@@ -111,7 +116,7 @@ async function runForeground(
   mountpoint: string,
   cacheDir: string,
   fuseOptions: string[],
-  flags: RegistryFlags,
+  flags: RegistryFlags & { prefetch?: boolean },
   readyFd: number | undefined,
   logFile: string | undefined,
 ): Promise<void> {
@@ -138,6 +143,7 @@ async function runForeground(
       fuseOptions,
       log,
       onReady: () => {
+        if (flags.prefetch && opened.disk) startBackgroundFetch(opened.image, opened.disk, log);
         const background = readyFd !== undefined;
         writeMountRecord({ pid: process.pid, ref: refText, manifest: opened.image.manifestDigest, mountpoint, cacheDir, ...(logFile ? { log: logFile } : {}) });
         tell({ ready: true });
@@ -159,4 +165,15 @@ async function runForeground(
     removeMountRecord(mountpoint, process.pid);
     await image?.source.close();
   }
+}
+
+/** --prefetch: the whole image into the cache, behind the reads; logged when done. */
+function startBackgroundFetch(image: Image, disk: DiskCache, log: Logger): void {
+  const started = Date.now();
+  let stopped = false;
+  process.once('beforeExit', () => (stopped = true));
+  fetchInBackground(image, (chunk) => fs.existsSync(disk.chunkPath(chunk.digest)), () => stopped).then(
+    ({ chunks, fetched }) => log.info(`prefetch done: ${fetched} of ${chunks} chunks fetched, the rest were cached (${((Date.now() - started) / 1000).toFixed(1)} s)`),
+    (error: unknown) => log.warn(`prefetch stopped: ${error instanceof Error ? error.message : String(error)}; reads fetch what they need`),
+  );
 }

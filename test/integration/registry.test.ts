@@ -187,6 +187,26 @@ describe('a real registry', () => {
     }
   });
 
+  test('mount --prefetch fetches the whole image in the background, and reads then need no network', async () => {
+    const cacheDir = scratch.path('cache-prefetch');
+    const mnt = scratch.mountpoint('mnt-prefetch');
+    const inspect = JSON.parse((await tesseraOk(['inspect', '--json', ref])).stdout) as { uniqueChunks: number; treeChunks: number };
+    await scratch.mount(ref, mnt, ['--cache-dir', cacheDir, '--prefetch']);
+    try {
+      let stats = await cacheStats(cacheDir);
+      for (let waited = 0; stats.chunks < inspect.uniqueChunks + inspect.treeChunks && waited < 60_000; waited += 250) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        stats = await cacheStats(cacheDir);
+      }
+      assert.ok(stats.chunks >= inspect.uniqueChunks, `the cache holds ${stats.chunks} of ${inspect.uniqueChunks} chunks after prefetching`);
+      await proxy.reset();
+      readTree(mnt);
+      assert.equal((await proxy.stats()).rangeRequests, 0, 'a read after the prefetch still fetched');
+    } finally {
+      await scratch.umount(mnt);
+    }
+  });
+
   test('skopeo copies a tessera image between two registries, and the copy mounts', async () => {
     const second = await startRegistry();
     try {
