@@ -14,6 +14,7 @@ import { serveImage } from '../fuse/daemon.js';
 import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
 import { checkMountpoint } from '../fuse/mount-table.js';
 import type { DiskCache } from '../cache/disk-cache.js';
+import { AccessRecorder } from '../image/access-recorder.js';
 import { fetchInBackground } from '../image/background-fetch.js';
 import type { Image } from '../image/image.js';
 import { stderrLogger, type Logger } from '../log.js';
@@ -24,6 +25,7 @@ import { accessOf, addRegistryOptions, openImageWithCache, registryArgs, statsRe
 
 interface MountFlags extends RegistryFlags {
   prefetch?: boolean;
+  record?: string;
   cacheDir?: string;
   option: string[];
   foreground?: boolean;
@@ -62,7 +64,8 @@ export function registerMount(program: Command): void {
     .option('-f, --foreground', 'serve from this process instead of a background daemon')
     .option('--prefetch', 'fetch the whole image into the cache in the background, metadata first, while reads go ahead')
     .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
-    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp());
+    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp())
+    .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
   addRegistryOptions(command).action(action('mount', runMount));
 }
 
@@ -88,7 +91,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const logFd = fs.openSync(logFile, 'a', 0o600);
   const script = process.argv[1]!;
-  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...(flags.prefetch ? ['--prefetch'] : []), ...registryArgs(flags), ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
+  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...(flags.prefetch ? ['--prefetch'] : []), ...(flags.record ? ['--record', path.resolve(flags.record)] : []), ...registryArgs(flags), ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
   fs.closeSync(logFd);
   const message = await new Promise<ReadyMessage>((resolve) => {
@@ -116,7 +119,7 @@ async function runForeground(
   mountpoint: string,
   cacheDir: string,
   fuseOptions: string[],
-  flags: RegistryFlags & { prefetch?: boolean },
+  flags: RegistryFlags & { prefetch?: boolean; record?: string },
   readyFd: number | undefined,
   logFile: string | undefined,
 ): Promise<void> {
@@ -129,12 +132,17 @@ async function runForeground(
   };
   let image;
   let recorder: StatsRecorder | undefined;
+  let access: AccessRecorder | undefined;
   try {
     const opened = await openImageWithCache(refText, { cacheDir, access: accessOf(flags) });
     image = opened.image;
     if (opened.disk) {
       recorder = statsRecorderFor(opened.image, opened.disk);
       recorder.start();
+    }
+    if (flags.record !== undefined) {
+      access = new AccessRecorder();
+      opened.image.record(access);
     }
     await serveImage({
       image,
@@ -162,6 +170,7 @@ async function runForeground(
     throw error;
   } finally {
     recorder?.stop();
+    if (access !== undefined && flags.record !== undefined) fs.writeFileSync(flags.record, JSON.stringify(access.result()));
     removeMountRecord(mountpoint, process.pid);
     await image?.source.close();
   }
@@ -172,7 +181,7 @@ function startBackgroundFetch(image: Image, disk: DiskCache, log: Logger): void 
   const started = Date.now();
   let stopped = false;
   process.once('beforeExit', () => (stopped = true));
-  fetchInBackground(image, (chunk) => fs.existsSync(disk.chunkPath(chunk.digest)), () => stopped).then(
+  fetchInBackground(image, (chunk) => fs.existsSync(disk.chunkPath(chunk.digest)), { shouldStop: () => stopped }).then(
     ({ chunks, fetched }) => log.info(`prefetch done: ${fetched} of ${chunks} chunks fetched, the rest were cached (${((Date.now() - started) / 1000).toFixed(1)} s)`),
     (error: unknown) => log.warn(`prefetch stopped: ${error instanceof Error ? error.message : String(error)}; reads fetch what they need`),
   );

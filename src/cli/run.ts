@@ -21,7 +21,7 @@ import { action } from './command.js';
 import { accessOf, addRegistryOptions, openImage, registryArgs, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
 
-interface RunFlags extends RegistryFlags {
+export interface RunFlags extends RegistryFlags {
   cacheDir?: string;
   keep?: boolean;
   network: 'host' | 'none';
@@ -67,6 +67,18 @@ function settingsOf(config: TesseraConfig): ContainerSettings {
 }
 
 async function runContainer(refText: string, commandLine: string[], flags: RunFlags): Promise<void> {
+  process.exitCode = await runInContainer(refText, commandLine, flags);
+}
+
+export interface RunExtras {
+  /** Mount afresh even if a live mount of the image exists, with these extra `tessera mount` arguments (tessera optimize records). */
+  freshMount?: string[];
+  /** Kill the container after this many seconds. */
+  timeoutSeconds?: number;
+}
+
+/** Mounts (or reuses a mount of) the image, runs the command in a runc container on it; resolves with its exit code. */
+export async function runInContainer(refText: string, commandLine: string[], flags: RunFlags, extras: RunExtras = {}): Promise<number> {
   const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
   const image = await openImage(refText, { access: accessOf(flags) });
   const digest = image.manifestDigest;
@@ -77,7 +89,8 @@ async function runContainer(refText: string, commandLine: string[], flags: RunFl
   const work = path.join(runtimeDir(), 'run', id);
   fs.mkdirSync(work, { recursive: true, mode: 0o700 });
   // A live mount of this very image is as good as a new one, and already warm.
-  const live = liveMountRecords().find((record) => record.manifest === digest && mountAt(record.mountpoint)?.fsType === TESSERA_FS_TYPE);
+  const live =
+    extras.freshMount === undefined ? liveMountRecords().find((record) => record.manifest === digest && mountAt(record.mountpoint)?.fsType === TESSERA_FS_TYPE) : undefined;
   let rootfs = live?.mountpoint;
   let mountedHere = false;
   try {
@@ -87,7 +100,7 @@ async function runContainer(refText: string, commandLine: string[], flags: RunFl
       // allow_other: the container's processes may run as any user, and
       // default_permissions has the kernel check the image's modes for them.
       const options = ['allow_other', ...flags.option];
-      await tesseraCli(['mount', '--cache-dir', cacheDir, ...registryArgs(flags), ...options.flatMap((o) => ['-o', o]), refText, rootfs]);
+      await tesseraCli(['mount', '--cache-dir', cacheDir, ...(extras.freshMount ?? []), ...registryArgs(flags), ...options.flatMap((o) => ['-o', o]), refText, rootfs]);
       mountedHere = true;
     }
     const terminal = flags.tty ?? (process.stdin.isTTY === true && process.stdout.isTTY === true);
@@ -103,7 +116,15 @@ async function runContainer(refText: string, commandLine: string[], flags: RunFl
       allowDevices: asked.has('dev'),
     });
     fs.writeFileSync(path.join(work, 'config.json'), JSON.stringify(spec, null, 2));
-    process.exitCode = await runRunc(work, id);
+    const timer =
+      extras.timeoutSeconds === undefined
+        ? undefined
+        : setTimeout(() => execFile(RUNC, ['kill', '--all', id, 'KILL'], () => undefined), extras.timeoutSeconds * 1000);
+    try {
+      return await runRunc(work, id);
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+    }
   } finally {
     await new Promise<void>((resolve) => execFile(RUNC, ['delete', '--force', id], () => resolve()));
     if (mountedHere && !flags.keep) await unmountTessera(rootfs!).catch((error: Error) => process.stderr.write(`tessera run: ${error.message}\n`));

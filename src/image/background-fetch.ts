@@ -7,6 +7,7 @@
  * idempotent and cheap on a warm cache.
  */
 import type { ChunkRecord } from '../format/tree-layout.js';
+import type { RecordedAccess } from './access-recorder.js';
 import type { Image } from './image.js';
 
 export interface BackgroundFetchResult {
@@ -17,7 +18,16 @@ export interface BackgroundFetchResult {
 /** Chunks asked for at once (about 2 MiB, one or two range requests). */
 const BATCH = 32;
 
-export async function fetchInBackground(image: Image, holds: (chunk: ChunkRecord) => boolean, shouldStop: () => boolean = () => false): Promise<BackgroundFetchResult> {
+export interface BackgroundFetchOptions {
+  shouldStop?: () => boolean;
+  /** Fetch these first, in this order (a recorded profile); then, unless `onlyFirst`, everything else. */
+  first?: RecordedAccess;
+  onlyFirst?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export async function fetchInBackground(image: Image, holds: (chunk: ChunkRecord) => boolean, options: BackgroundFetchOptions = {}): Promise<BackgroundFetchResult> {
+  const shouldStop = options.shouldStop ?? (() => false);
   let fetched = 0;
   const fetchBatch = async (records: readonly ChunkRecord[]): Promise<void> => {
     const missing = records.filter((record) => !holds(record));
@@ -25,8 +35,26 @@ export async function fetchInBackground(image: Image, holds: (chunk: ChunkRecord
     await Promise.all(missing.map((record) => image.chunks.get(record)));
   };
   const treeChunks = image.superblock.treeChunks;
-  for (let first = 0; first < treeChunks.length && !shouldStop(); first += BATCH) await fetchBatch(treeChunks.slice(first, first + BATCH));
   const total = image.tree.header.chunks.count;
-  for (let first = 0; first < total && !shouldStop(); first += BATCH) await fetchBatch(await image.tree.chunks(first, BATCH));
+  let done = 0;
+  if (options.first !== undefined) {
+    const { treeChunks: treeOrder, chunks: dataOrder } = options.first;
+    const tree = treeOrder.filter((index) => index >= 0 && index < treeChunks.length).map((index) => treeChunks[index]!);
+    for (let at = 0; at < tree.length && !shouldStop(); at += BATCH) await fetchBatch(tree.slice(at, at + BATCH));
+    const data = dataOrder.filter((index) => Number.isInteger(index) && index >= 0 && index < total);
+    const planned = data.length + tree.length;
+    for (let at = 0; at < data.length && !shouldStop(); at += BATCH) {
+      const records = await Promise.all(data.slice(at, at + BATCH).map((index) => image.tree.chunk(index)));
+      await fetchBatch(records);
+      done = Math.min(planned, tree.length + at + BATCH);
+      options.onProgress?.(done, options.onlyFirst ? planned : treeChunks.length + total);
+    }
+    if (options.onlyFirst) return { chunks: planned, fetched };
+  }
+  for (let first = 0; first < treeChunks.length && !shouldStop(); first += BATCH) await fetchBatch(treeChunks.slice(first, first + BATCH));
+  for (let first = 0; first < total && !shouldStop(); first += BATCH) {
+    await fetchBatch(await image.tree.chunks(first, BATCH));
+    options.onProgress?.(Math.min(total, first + BATCH) + treeChunks.length, treeChunks.length + total);
+  }
   return { chunks: treeChunks.length + total, fetched };
 }

@@ -14,6 +14,7 @@ import { TreeReader } from '../format/tree-reader.js';
 import type { BlobSource } from '../store/blob-store.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import { PackChunkStore, type FetchStats } from '../store/pack-chunks.js';
+import type { AccessRecorder } from './access-recorder.js';
 import { TreePages } from './tree-pages.js';
 
 export interface OpenImageOptions {
@@ -35,7 +36,16 @@ export class Image {
     readonly tree: TreeReader,
     /** What was fetched from the image's store (cache misses, when caches are in front). */
     readonly fetched: FetchStats,
+    private readonly pages: TreePages,
   ) {}
+
+  /** From now on, tells `recorder` which chunks reads touch. */
+  record(recorder: AccessRecorder): void {
+    this.recorder = recorder;
+    this.pages.onChunk = (index) => recorder.treeChunk(index);
+  }
+
+  private recorder: AccessRecorder | undefined;
 
   static async open(source: BlobSource, options: OpenImageOptions = {}): Promise<Image> {
     const { descriptor, bytes } = await source.resolveManifest();
@@ -53,8 +63,9 @@ export class Image {
     checkPacksMatchManifest(superblock, manifest, source.name);
     const origin = new PackChunkStore(source, superblock.packs);
     const chunks = options.wrapChunkStore ? options.wrapChunkStore(origin) : origin;
-    const tree = await TreeReader.open(new TreePages(superblock.treeChunks, chunks), superblock.packs);
-    return new Image(source, descriptor, manifest, config, superblock, chunks, tree, origin.stats);
+    const pages = new TreePages(superblock.treeChunks, chunks);
+    const tree = await TreeReader.open(pages, superblock.packs);
+    return new Image(source, descriptor, manifest, config, superblock, chunks, tree, origin.stats, pages);
   }
 
   get manifestDigest(): OciDigest {
@@ -76,6 +87,7 @@ export class Image {
     await this.forEachExtent(file, offset, end, (extent, from, to) => {
       first = Math.min(first, extent.chunk);
       last = Math.max(last, extent.chunk);
+      this.recorder?.dataChunk(extent.chunk);
       pieces.push(
         this.chunkOf(file, extent).then(async (chunk) => {
           const data = await this.chunks.get(chunk);

@@ -12,6 +12,9 @@ export class TreePages implements PagedBytes {
   /** starts[i] is the tree offset of chunk i; starts[n] is the size. */
   private readonly starts: Float64Array;
 
+  /** Hears the index of every tree chunk a read touches (for recording a profile). */
+  onChunk: ((index: number) => void) | undefined;
+
   constructor(
     private readonly chunks: readonly ChunkRecord[],
     private readonly store: ChunkStore,
@@ -44,6 +47,7 @@ export class TreePages implements PagedBytes {
     }
     const first = this.chunkAt(offset);
     const firstChunk = this.chunks[first]!;
+    this.onChunk?.(first);
     const firstStart = this.starts[first]!;
     if (offset + length <= firstStart + firstChunk.length) {
       // The common case: the record lies inside one chunk, no copy needed.
@@ -55,6 +59,7 @@ export class TreePages implements PagedBytes {
     for (let i = first; done < length; i++) {
       const chunk = this.chunks[i]!;
       const start = this.starts[i]!;
+      if (i !== first) this.onChunk?.(i);
       const data = await this.store.get(chunk);
       const from = offset + done - start;
       const take = Math.min(length - done, chunk.length - from);
