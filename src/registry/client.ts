@@ -1,43 +1,39 @@
 /**
  * An OCI distribution client, written for how real registries behave:
  * two-step blob uploads (distribution 2.8 does not store a blob sent with
- * one POST), HEAD before upload, cross-repository mounts, manifests asked
- * for with every manifest type in Accept (distribution answers 404 to a GET
- * whose Accept lacks the OCI type), ranged reads answered with 206 or
+ * one POST), cross-repository mounts, manifests asked for with every
+ * manifest type in Accept (distribution answers 404 to a GET whose Accept
+ * lacks the OCI type), byte ranges answered with 206 or
  * multipart/byteranges, redirects to blob storage (S3-backed registries,
  * GHCR, ECR answer 307), and errors read from the registry's error body.
  *
  * HTTP goes through undici.request on one keep-alive Agent per client
  * (global fetch measured 3-4x slower here). Every request has a timeout;
  * idempotent ones (GET, HEAD) are retried with backoff on network errors,
- * 429 and 502-504.
+ * 429 and 502-504. Uploads are not: a retried PUT could store a blob twice
+ * or answer for an upload the registry already finished.
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
-import { ociDigest, type OciDigest } from '../chunk/digest.js';
+import { isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import { badInput, corrupt, denied, notFound, TesseraError, unreachable } from '../errors.js';
-import {
-  DOCKER_MANIFEST_LIST_MEDIA_TYPE,
-  DOCKER_MANIFEST_MEDIA_TYPE,
-  OCI_INDEX_MEDIA_TYPE,
-  OCI_MANIFEST_MEDIA_TYPE,
-} from '../format/media-types.js';
+import { DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../format/media-types.js';
 import type { ByteRange } from '../store/blob-store.js';
-import { Authenticator, findCredentials, type Credentials } from './auth.js';
-import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeHeader } from './byte-ranges.js';
+import { Authenticator, authFiles, findCredentials, repositoryScope, type Credentials } from './auth.js';
+import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeGroups, rangeHeader } from './byte-ranges.js';
 
 export interface RegistryClientOptions {
   /** Default: true for localhost, 127.0.0.1, [::1] (any port), else false (HTTPS). */
   plainHttp?: boolean;
   /** Default true. false accepts any certificate (like skopeo --tls-verify=false). */
   tlsVerify?: boolean;
-  /** Per-request timeout (headers and body), default 30 s. */
+  /** Per-request timeout (headers and body), default 30_000 ms. */
   timeoutMs?: number;
-  /** Retries for idempotent requests, default 3. */
+  /** Retries with exponential backoff for idempotent requests (GET/HEAD) on network errors, 429, 5xx. Default 3. */
   retries?: number;
   /** Keep-alive connections per origin, default 8. */
   connections?: number;
-  /** Explicit credentials; otherwise read from the auth files. */
+  /** Explicit credentials; otherwise read from the auth files (see auth.ts). */
   credentials?: Credentials;
 }
 
@@ -54,22 +50,33 @@ export interface FetchedManifest {
 }
 
 const MANIFEST_ACCEPT = [OCI_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_LIST_MEDIA_TYPE].join(', ');
-/** Ranges per request: Go's ServeContent takes many, but headers have limits. */
-const MAX_RANGES_PER_REQUEST = 64;
 const MAX_REDIRECTS = 5;
+/** A Retry-After longer than this is not waited for: the request fails as rate-limited. */
+const MAX_RETRY_AFTER_SECONDS = 10;
+/** The distribution spec's grammar; checked here so a bad name is bad input, not the router's bare 404. */
+const REPOSITORY_PATTERN = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+const TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 function isLoopback(host: string): boolean {
   const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
-  return name === 'localhost' || name === '127.0.0.1' || name === '[::1]' || name.startsWith('127.');
+  return name === 'localhost' || name === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(name);
 }
 
-interface SendOptions {
+/** What a request is about, for messages: "manifest "v2" of repository "app"". */
+interface Subject {
+  repository: string;
+  /** 'manifest "v2"', 'blob sha256:…', 'the tag list'. */
+  object: string;
+}
+
+const describe = (subject: Subject): string => `${subject.object} of repository "${subject.repository}"`;
+
+interface Exchange {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
   /** A path on the registry, or an absolute URL (upload locations, redirects). */
   url: string;
+  subject: Subject;
   scopes: readonly string[];
-  /** For messages: what is being asked for. */
-  what: string;
   headers?: Record<string, string>;
   body?: Buffer;
 }
@@ -79,42 +86,64 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** The first error of an OCI error body, if the body is one. */
-function registryError(body: Buffer): { code: string; message: string } | undefined {
+/** Text from a server, made fit for a one-line message. */
+function oneLine(text: string, max = 200): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+/** The first error of an OCI error body `{"errors":[{"code","message","detail"}]}`, if the body is one. */
+export function registryError(body: Buffer): { code: string; message: string } | undefined {
   try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: unknown; message?: unknown }> };
-    const first = parsed.errors?.[0];
-    if (first && typeof first.code === 'string') return { code: first.code, message: typeof first.message === 'string' ? first.message : '' };
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown } | null;
+    const first: unknown = Array.isArray(parsed?.errors) ? parsed.errors[0] : undefined;
+    if (typeof first === 'object' && first !== null) {
+      const { code, message } = first as { code?: unknown; message?: unknown };
+      if (typeof code === 'string') return { code, message: typeof message === 'string' ? message : '' };
+    }
   } catch {
     // Not JSON: a proxy's error page, say.
   }
   return undefined;
 }
 
+const NETWORK_REASONS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host not found (DNS failed)',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'the answer stalled',
+  UND_ERR_SOCKET: 'connection closed',
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'the answer was cut short',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate (use --tls-verify=false)',
+  SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in chain (use --tls-verify=false)',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'certificate cannot be verified (use --tls-verify=false)',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'certificate issuer unknown (use --tls-verify=false)',
+  CERT_HAS_EXPIRED: 'certificate has expired',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'certificate is for another host',
+  ERR_SSL_WRONG_VERSION_NUMBER: 'TLS handshake failed (a plain HTTP registry? use --plain-http)',
+  EPROTO: 'TLS handshake failed (a plain HTTP registry? use --plain-http)',
+};
+
 function networkReason(error: unknown): string {
-  const code = (error as { code?: string }).code ?? '';
-  const reasons: Record<string, string> = {
-    ECONNREFUSED: 'connection refused',
-    ENOTFOUND: 'host not found',
-    EAI_AGAIN: 'host not found (DNS)',
-    ECONNRESET: 'connection reset',
-    ETIMEDOUT: 'timed out',
-    EHOSTUNREACH: 'host unreachable',
-    ENETUNREACH: 'network unreachable',
-    UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
-    UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
-    UND_ERR_BODY_TIMEOUT: 'the answer stalled',
-    UND_ERR_SOCKET: 'connection closed',
-    DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate (use --tls-verify=false)',
-    SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in chain (use --tls-verify=false)',
-    UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'certificate cannot be verified (use --tls-verify=false)',
-    ERR_TLS_CERT_ALTNAME_INVALID: 'certificate is for another host',
-    EPROTO: 'TLS handshake failed (a plain HTTP registry? use --plain-http)',
-  };
-  return reasons[code] ?? (error instanceof Error ? error.message : String(error));
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && NETWORK_REASONS[code] !== undefined) return NETWORK_REASONS[code];
+  return oneLine(error instanceof Error ? error.message : String(error));
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const backoff = (attempt: number): number => 100 * 4 ** attempt;
+
+/** Drops a body nobody reads: undici keeps the connection busy until the body is consumed. */
+async function discard(response: Dispatcher.ResponseData): Promise<void> {
+  await response.body.dump().catch(() => undefined);
+}
 
 export class RegistryClient {
   readonly host: string;
@@ -128,7 +157,7 @@ export class RegistryClient {
     this.host = host;
     // Docker Hub's API lives on another name than its references use.
     const apiHost = host === 'docker.io' || host === 'index.docker.io' ? 'registry-1.docker.io' : host;
-    this.origin = `${options.plainHttp ?? isLoopback(host) ? 'http' : 'https'}://${apiHost}`;
+    this.origin = new URL(`${options.plainHttp ?? isLoopback(host) ? 'http' : 'https'}://${apiHost}`).origin;
     const timeout = options.timeoutMs ?? 30_000;
     this.retries = options.retries ?? 3;
     this.agent = new Agent({
@@ -138,254 +167,320 @@ export class RegistryClient {
       bodyTimeout: timeout,
       connect: { timeout, rejectUnauthorized: options.tlsVerify !== false },
     });
-    this.auth = new Authenticator(host, options.credentials ?? findCredentials(host), (url, authorization) => this.fetchToken(url, authorization));
-  }
-
-  private scopes(repository: string, push = false): string[] {
-    return [`repository:${repository}:${push ? 'pull,push' : 'pull'}`];
-  }
-
-  private async fetchToken(url: URL, authorization: string | undefined): Promise<{ status: number; body: Buffer }> {
-    // The credentials go to the token service the registry named: that is what it is for.
-    const response = await this.dispatch({ method: 'GET', url: url.toString(), scopes: [], what: 'a token' }, authorization, true, true);
-    const body = Buffer.from(await response.body.arrayBuffer());
-    this.stats.bytesReceived += body.length;
-    return { status: response.statusCode, body };
-  }
-
-  /** One HTTP exchange with retries for idempotent requests; no auth handling. */
-  private async dispatch(options: SendOptions, authorization: string | undefined, idempotent: boolean, anyOrigin = false): Promise<Dispatcher.ResponseData> {
-    const url = options.url.startsWith('http') ? options.url : `${this.origin}${options.url}`;
-    const headers: Record<string, string> = { ...options.headers };
-    // The registry's credentials never go to another host (blob storage after a redirect).
-    if (authorization !== undefined && (anyOrigin || new URL(url).origin === this.origin)) headers.authorization = authorization;
-    for (let attempt = 0; ; attempt++) {
-      let response: Dispatcher.ResponseData;
-      try {
-        this.stats.requests += 1;
-        response = await request(url, { dispatcher: this.agent, method: options.method, headers, body: options.body ?? null });
-        if (options.body) this.stats.bytesSent += options.body.length;
-      } catch (error) {
-        if (idempotent && attempt < this.retries) {
-          await sleep(100 * 4 ** attempt);
-          continue;
-        }
-        throw unreachable(`cannot reach registry ${this.host} for ${options.what}: ${networkReason(error)}`, error);
-      }
-      const status = response.statusCode;
-      if (idempotent && attempt < this.retries && (status === 429 || status === 502 || status === 503 || status === 504)) {
-        await response.body.dump();
-        const retryAfter = Number(header(response.headers, 'retry-after'));
-        await sleep(Number.isFinite(retryAfter) && retryAfter > 0 && retryAfter <= 10 ? retryAfter * 1000 : 100 * 4 ** attempt);
-        continue;
-      }
-      return response;
-    }
-  }
-
-  /** A request with the auth handshake: a 401 is answered (a token fetched) and the request sent again once. */
-  private async send(options: SendOptions): Promise<Dispatcher.ResponseData> {
-    const idempotent = options.method === 'GET' || options.method === 'HEAD';
-    let response = await this.dispatch(options, this.auth.header(options.scopes), idempotent);
-    if (response.statusCode === 401) {
-      await response.body.dump();
-      this.auth.invalidate(options.scopes);
-      await this.auth.answer(header(response.headers, 'www-authenticate'), options.scopes, options.what);
-      response = await this.dispatch(options, this.auth.header(options.scopes), idempotent);
-      if (response.statusCode === 401) {
-        await response.body.dump();
-        throw denied(`registry ${this.host} refused access to ${options.what}`);
-      }
-    }
-    return response;
-  }
-
-  /** Follows redirects (to blob storage) for GET and HEAD. */
-  private async sendFollowing(options: SendOptions): Promise<Dispatcher.ResponseData> {
-    let current = options;
-    for (let hops = 0; ; hops++) {
-      const response = await this.send(current);
-      const status = response.statusCode;
-      if (![301, 302, 303, 307, 308].includes(status)) return response;
-      await response.body.dump();
-      const location = header(response.headers, 'location');
-      if (location === undefined || hops >= MAX_REDIRECTS) throw unreachable(`registry ${this.host}: ${options.what} redirects ${location === undefined ? 'nowhere' : 'too often'}`);
-      const base = current.url.startsWith('http') ? current.url : `${this.origin}${current.url}`;
-      current = { ...current, url: new URL(location, base).toString() };
-    }
-  }
-
-  private async readBody(response: Dispatcher.ResponseData): Promise<Buffer> {
-    const body = Buffer.from(await response.body.arrayBuffer());
-    this.stats.bytesReceived += body.length;
-    return body;
-  }
-
-  /** Turns a response that is not what was expected into the right error. */
-  private async failure(response: Dispatcher.ResponseData, what: string): Promise<TesseraError> {
-    const body = response.statusCode === 204 ? Buffer.alloc(0) : await this.readBody(response).catch(() => Buffer.alloc(0));
-    const error = registryError(body);
-    const status = response.statusCode;
-    const detail = error ? ` (${error.code}${error.message ? `: ${error.message}` : ''})` : ` (HTTP ${status})`;
-    const code = error?.code ?? '';
-    if (['BLOB_UNKNOWN', 'MANIFEST_UNKNOWN', 'NAME_UNKNOWN', 'BLOB_UPLOAD_UNKNOWN'].includes(code) || (status === 404 && code === '')) {
-      return notFound(`registry ${this.host}: ${what} does not exist${detail}`);
-    }
-    if (['UNAUTHORIZED', 'DENIED'].includes(code) || status === 401 || status === 403) return denied(`registry ${this.host} refused ${what}${detail}`);
-    if (['DIGEST_INVALID', 'SIZE_INVALID', 'MANIFEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'NAME_INVALID', 'TAG_INVALID', 'MANIFEST_UNVERIFIED', 'BLOB_UPLOAD_INVALID'].includes(code)) {
-      return badInput(`registry ${this.host} rejected ${what}${detail}`);
-    }
-    return unreachable(`registry ${this.host} failed ${what}${detail}`);
+    const searched = options.credentials !== undefined ? ['the credentials given'] : authFiles();
+    const credentials = options.credentials ?? findCredentials(host);
+    this.auth = new Authenticator(host, credentials, (url, authorization) => this.fetchToken(url, authorization), searched);
   }
 
   async getManifest(repository: string, reference: string): Promise<FetchedManifest> {
-    const what = `manifest ${repository}:${reference}`.replace(':sha256:', '@sha256:');
-    const response = await this.sendFollowing({ method: 'GET', url: `/v2/${repository}/manifests/${reference}`, scopes: this.scopes(repository), what, headers: { accept: MANIFEST_ACCEPT } });
-    if (response.statusCode !== 200) throw await this.failure(response, what);
-    const bytes = await this.readBody(response);
+    const subject = { repository, object: `manifest ${this.checkReference(repository, reference)}` };
+    const response = await this.sendFollowing({ method: 'GET', url: `/v2/${repository}/manifests/${reference}`, subject, scopes: [repositoryScope(repository, false)], headers: { accept: MANIFEST_ACCEPT } });
+    if (response.statusCode !== 200) throw await this.failure(response, subject);
+    const bytes = await this.readBody(response, subject);
     const digest = ociDigest(bytes);
-    if (reference.startsWith('sha256:') && digest !== reference) throw corrupt(`registry ${this.host}: ${what} has digest ${digest}`);
-    let mediaType = header(response.headers, 'content-type')?.split(';')[0]?.trim() ?? '';
+    if (isOciDigest(reference) && digest !== reference) throw corrupt(`registry ${this.host}: ${describe(subject)} has the digest ${digest}`);
+    // The manifest's own mediaType is the truth; Content-Type is the registry's guess, used when the field is absent (it is optional in OCI).
+    let declared: unknown;
     try {
-      const declared = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }).mediaType;
-      if (typeof declared === 'string') mediaType = declared;
+      declared = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown } | null)?.mediaType;
     } catch {
-      throw corrupt(`registry ${this.host}: ${what} is not JSON`);
+      throw corrupt(`registry ${this.host}: ${describe(subject)} is not JSON`);
     }
-    return { bytes, mediaType: mediaType || OCI_MANIFEST_MEDIA_TYPE, digest };
+    const contentType = header(response.headers, 'content-type')?.split(';')[0]?.trim();
+    const mediaType = typeof declared === 'string' && declared !== '' ? declared : contentType || OCI_MANIFEST_MEDIA_TYPE;
+    return { bytes, mediaType, digest };
   }
 
   async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<OciDigest> {
-    const what = `manifest ${repository}:${reference}`;
-    const response = await this.send({ method: 'PUT', url: `/v2/${repository}/manifests/${reference}`, scopes: this.scopes(repository, true), what, headers: { 'content-type': mediaType }, body: bytes });
-    if (response.statusCode !== 201 && response.statusCode !== 200) throw await this.failure(response, `the upload of ${what}`);
-    await response.body.dump();
+    const subject = { repository, object: `manifest ${this.checkReference(repository, reference)}` };
+    const response = await this.send({ method: 'PUT', url: `/v2/${repository}/manifests/${reference}`, subject, scopes: [repositoryScope(repository, true)], headers: { 'content-type': mediaType }, body: bytes });
+    if (response.statusCode !== 201 && response.statusCode !== 200) throw await this.failure(response, subject);
+    await discard(response);
     return ociDigest(bytes);
   }
 
   async blobSize(repository: string, digest: OciDigest): Promise<number | undefined> {
-    const what = `blob ${repository}@${digest}`;
-    const response = await this.sendFollowing({ method: 'HEAD', url: `/v2/${repository}/blobs/${digest}`, scopes: this.scopes(repository), what });
-    await response.body.dump();
-    if (response.statusCode === 404) return undefined;
-    if (response.statusCode !== 200) throw await this.failure(response, what);
-    const length = Number(header(response.headers, 'content-length'));
-    return Number.isFinite(length) ? length : 0;
+    const subject = { repository, object: `blob ${this.checkDigest(repository, digest)}` };
+    const response = await this.sendFollowing({ method: 'HEAD', url: `/v2/${repository}/blobs/${digest}`, subject, scopes: [repositoryScope(repository, false)] });
+    if (response.statusCode === 404) {
+      await discard(response);
+      return undefined;
+    }
+    if (response.statusCode !== 200) throw await this.failure(response, subject);
+    await discard(response);
+    const length = Number(header(response.headers, 'content-length') ?? NaN);
+    if (!Number.isSafeInteger(length) || length < 0) throw corrupt(`registry ${this.host}: ${describe(subject)}: the answer to HEAD has no size`);
+    return length;
   }
 
   async getBlob(repository: string, digest: OciDigest): Promise<Buffer> {
-    const what = `blob ${repository}@${digest}`;
-    const response = await this.sendFollowing({ method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scopes: this.scopes(repository), what });
-    if (response.statusCode !== 200) throw await this.failure(response, what);
-    const data = await this.readBody(response);
-    if (ociDigest(data) !== digest) throw corrupt(`registry ${this.host}: ${what} does not match its digest`);
+    const subject = { repository, object: `blob ${this.checkDigest(repository, digest)}` };
+    const response = await this.sendFollowing({ method: 'GET', url: `/v2/${repository}/blobs/${digest}`, subject, scopes: [repositoryScope(repository, false)] });
+    if (response.statusCode !== 200) throw await this.failure(response, subject);
+    const data = await this.readBody(response, subject);
+    if (ociDigest(data) !== digest) throw corrupt(`registry ${this.host}: ${describe(subject)} does not match its digest (${data.length} bytes received)`);
     return data;
   }
 
   async getBlobRanges(repository: string, digest: OciDigest, ranges: readonly ByteRange[]): Promise<Buffer[]> {
-    if (ranges.length === 0) return [];
-    if (ranges.length > MAX_RANGES_PER_REQUEST) {
-      const groups: ByteRange[][] = [];
-      for (let i = 0; i < ranges.length; i += MAX_RANGES_PER_REQUEST) groups.push(ranges.slice(i, i + MAX_RANGES_PER_REQUEST));
-      return (await Promise.all(groups.map((group) => this.getBlobRanges(repository, digest, group)))).flat();
+    const subject = { repository, object: `blob ${this.checkDigest(repository, digest)}` };
+    for (const { offset, length } of ranges) {
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+        throw badInput(`registry ${this.host}: ${describe(subject)}: cannot ask for ${length} bytes at offset ${offset}`);
+      }
     }
-    const what = `blob ${repository}@${digest}`;
-    const response = await this.sendFollowing({ method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scopes: this.scopes(repository), what, headers: { range: rangeHeader(ranges) } });
+    // An empty range cannot be written in a Range header, and needs no bytes.
+    const wanted = ranges.filter((range) => range.length > 0);
+    const fetched = (await Promise.all(rangeGroups(wanted).map((group) => this.fetchRanges(subject, digest, group)))).flat();
+    let next = 0;
+    return ranges.map((range) => (range.length > 0 ? fetched[next++]! : Buffer.alloc(0)));
+  }
+
+  /** One request for up to MAX_RANGES_PER_REQUEST ranges, and what to do with each way a server answers it. */
+  private async fetchRanges(subject: Subject, digest: OciDigest, ranges: readonly ByteRange[]): Promise<Buffer[]> {
+    const { repository } = subject;
+    const where = `registry ${this.host}: ${describe(subject)}`;
+    const response = await this.sendFollowing({ method: 'GET', url: `/v2/${repository}/blobs/${digest}`, subject, scopes: [repositoryScope(repository, false)], headers: { range: rangeHeader(ranges) } });
     const status = response.statusCode;
-    if (status === 200) {
-      // The whole blob: the server ignored the ranges (or found them to cover it).
-      const whole = await this.readBody(response);
-      return matchRanges(ranges, [{ range: { offset: 0, length: whole.length }, data: whole }], `registry ${this.host}: ${what}`);
-    }
     if (status === 416) {
-      await response.body.dump();
-      throw corrupt(`registry ${this.host}: ${what} is shorter than the image says (ranges ${rangeHeader(ranges)} not satisfiable)`);
+      // distribution 2.8 sends its 416 with the blob's Content-Length and no
+      // body, so the connection dies under it: never read it.
+      await discard(response);
+      const size = await this.blobSize(repository, digest).catch(() => undefined);
+      const end = Math.max(...ranges.map((range) => range.offset + range.length));
+      throw corrupt(`${where} is ${size === undefined ? 'shorter' : `${size} bytes, shorter`} than the ranges asked for (up to byte ${end})`);
     }
-    if (status !== 206) throw await this.failure(response, what);
-    const body = await this.readBody(response);
-    const where = `registry ${this.host}: ${what}`;
+    if (status === 200) {
+      // The whole blob: the server ignored the ranges, or found them to cover more than it.
+      const whole = await this.readBody(response, subject);
+      return matchRanges(ranges, [{ range: { offset: 0, length: whole.length }, data: whole }], where);
+    }
+    if (status !== 206) throw await this.failure(response, subject);
     const boundary = boundaryOf(header(response.headers, 'content-type'));
+    const body = await this.readBody(response, subject);
     if (boundary !== undefined) return matchRanges(ranges, parseMultipartByteRanges(body, boundary, where), where);
     const single = parseContentRange(header(response.headers, 'content-range'));
-    if (single === undefined) throw corrupt(`${where}: a 206 answer without Content-Range`);
+    if (single === undefined) throw corrupt(`${where}: a 206 answer without a valid Content-Range`);
+    if (body.length !== single.length) throw corrupt(`${where}: a 206 answer of ${body.length} bytes for a Content-Range of ${single.length}`);
     const part = { range: single, data: body };
-    // One part for several ranges: take what it covers, ask again for the rest, one by one.
-    const covered = (range: ByteRange): boolean => single.offset <= range.offset && range.offset + range.length <= single.offset + single.length;
-    return Promise.all(ranges.map((range) => (covered(range) ? matchRanges([range], [part], where)[0]! : this.getBlobRanges(repository, digest, [range]).then((got) => got[0]!))));
+    // One part for several ranges (a server that does not do multipart, or
+    // merged them): take what it covers, ask again for the rest one by one.
+    const covers = (range: ByteRange): boolean => single.offset <= range.offset && range.offset + range.length <= single.offset + single.length;
+    if (ranges.length === 1 || ranges.every(covers)) return matchRanges(ranges, [part], where);
+    return Promise.all(ranges.map(async (range) => (covers(range) ? matchRanges([range], [part], where)[0]! : (await this.fetchRanges(subject, digest, [range]))[0]!)));
   }
 
   async uploadBlob(repository: string, data: Buffer, digest: OciDigest = ociDigest(data)): Promise<OciDigest> {
-    const what = `the upload of blob ${repository}@${digest}`;
-    const scopes = this.scopes(repository, true);
-    const started = await this.send({ method: 'POST', url: `/v2/${repository}/blobs/uploads/`, scopes, what });
-    if (started.statusCode !== 202) throw await this.failure(started, what);
-    await started.body.dump();
+    const subject = { repository, object: `the upload of blob ${this.checkDigest(repository, digest)}` };
+    const scopes = [repositoryScope(repository, true)];
+    const started = await this.send({ method: 'POST', url: `/v2/${repository}/blobs/uploads/`, subject, scopes });
+    if (started.statusCode !== 202) throw await this.failure(started, subject);
+    await discard(started);
     const location = header(started.headers, 'location');
-    if (location === undefined) throw unreachable(`registry ${this.host}: ${what}: no upload location`);
+    if (location === undefined) throw unreachable(`registry ${this.host}: ${describe(subject)}: the registry named no upload location`);
     const url = new URL(location, this.origin);
     url.searchParams.set('digest', digest);
-    const done = await this.send({
-      method: 'PUT',
-      url: url.toString(),
-      scopes,
-      what,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
-      body: data,
-    });
-    if (done.statusCode !== 201) throw await this.failure(done, what);
-    await done.body.dump();
+    const done = await this.send({ method: 'PUT', url: url.toString(), subject, scopes, headers: { 'content-type': 'application/octet-stream' }, body: data });
+    if (done.statusCode !== 201) throw await this.failure(done, subject);
+    await discard(done);
+    const stored = header(done.headers, 'docker-content-digest');
+    if (stored !== undefined && isOciDigest(stored) && stored !== digest) throw corrupt(`registry ${this.host}: ${describe(subject)}: the registry stored it as ${stored}`);
     return digest;
   }
 
   async mountBlob(repository: string, digest: OciDigest, fromRepository: string): Promise<boolean> {
-    const what = `a mount of blob ${digest} from ${fromRepository} into ${repository}`;
-    const scopes = [...this.scopes(repository, true), ...this.scopes(fromRepository)];
+    this.checkRepository(fromRepository);
+    const subject = { repository, object: `a mount of blob ${this.checkDigest(repository, digest)} from repository "${fromRepository}"` };
+    // Push on the target and pull on the source, in one token.
+    const scopes = [repositoryScope(repository, true), repositoryScope(fromRepository, false)];
     const url = `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`;
-    const response = await this.send({ method: 'POST', url, scopes, what });
+    const response = await this.send({ method: 'POST', url, subject, scopes });
     if (response.statusCode === 201) {
-      await response.body.dump();
+      await discard(response);
       return true;
     }
-    if (response.statusCode === 202) {
-      // The registry started an ordinary upload instead: cancel it.
-      await response.body.dump();
-      const location = header(response.headers, 'location');
-      if (location !== undefined) {
-        const cancel = await this.send({ method: 'DELETE', url: new URL(location, this.origin).toString(), scopes, what }).catch(() => undefined);
-        await cancel?.body.dump();
-      }
-      return false;
+    if (response.statusCode !== 202) throw await this.failure(response, subject);
+    // The registry started an ordinary upload instead (the source lacks the blob, or we may not read it): cancel it.
+    await discard(response);
+    const location = header(response.headers, 'location');
+    if (location !== undefined) {
+      const cancel = await this.send({ method: 'DELETE', url: new URL(location, this.origin).toString(), subject, scopes }).catch(() => undefined);
+      if (cancel !== undefined) await discard(cancel);
     }
-    throw await this.failure(response, what);
+    return false;
   }
 
   async listTags(repository: string): Promise<string[]> {
+    this.checkRepository(repository);
+    const subject = { repository, object: 'the tag list' };
     const tags: string[] = [];
-    let next: string | undefined = `/v2/${repository}/tags/list?n=1000`;
-    while (next !== undefined) {
-      const what = `the tags of ${repository}`;
-      const response = await this.sendFollowing({ method: 'GET', url: next, scopes: this.scopes(repository), what });
-      if (response.statusCode === 404) {
-        await response.body.dump();
-        return tags;
+    const seen = new Set<string>();
+    for (let next: string | undefined = `/v2/${repository}/tags/list`; next !== undefined; ) {
+      // A registry whose Link points back at a page already read would loop forever.
+      if (seen.has(next)) throw corrupt(`registry ${this.host}: ${describe(subject)}: pagination loops back to ${next}`);
+      seen.add(next);
+      const response = await this.sendFollowing({ method: 'GET', url: next, subject, scopes: [repositoryScope(repository, false)] });
+      if (response.statusCode === 404 && seen.size === 1) {
+        const error = registryError(await this.readBody(response, subject).catch(() => Buffer.alloc(0)));
+        if (error === undefined || error.code === 'NAME_UNKNOWN') return [];
+        throw this.refusal(404, error, subject);
       }
-      if (response.statusCode !== 200) throw await this.failure(response, what);
-      const body = await this.readBody(response);
-      let parsed: { tags?: unknown };
+      if (response.statusCode !== 200) throw await this.failure(response, subject);
+      const body = await this.readBody(response, subject);
+      let parsed: { tags?: unknown } | null;
       try {
-        parsed = JSON.parse(body.toString('utf8')) as { tags?: unknown };
+        parsed = JSON.parse(body.toString('utf8')) as { tags?: unknown } | null;
       } catch {
-        throw corrupt(`registry ${this.host}: ${what} is not JSON`);
+        throw corrupt(`registry ${this.host}: ${describe(subject)} is not JSON`);
       }
-      if (Array.isArray(parsed.tags)) tags.push(...parsed.tags.filter((tag): tag is string => typeof tag === 'string'));
+      // distribution answers "tags": null for a repository whose tags were all deleted.
+      if (Array.isArray(parsed?.tags)) tags.push(...parsed.tags.filter((tag): tag is string => typeof tag === 'string'));
       const link = header(response.headers, 'link');
-      const match = link ? /<([^>]+)>;\s*rel="?next"?/.exec(link) : null;
-      next = match ? match[1] : undefined;
+      const match = link !== undefined ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+      next = match ? new URL(match[1]!, `${this.origin}${next}`).toString().replace(this.origin, '') : undefined;
     }
     return tags;
   }
 
   close(): Promise<void> {
     return this.agent.close();
+  }
+
+  private checkRepository(repository: string): string {
+    if (!REPOSITORY_PATTERN.test(repository) || repository.length > 255) {
+      throw badInput(`registry ${this.host}: ${JSON.stringify(repository)} is not a valid repository name (lowercase letters, digits, separators . _ __ - and /)`);
+    }
+    return repository;
+  }
+
+  /** A tag or a digest, as it goes in a message. */
+  private checkReference(repository: string, reference: string): string {
+    this.checkRepository(repository);
+    if (isOciDigest(reference)) return reference;
+    if (TAG_PATTERN.test(reference)) return JSON.stringify(reference);
+    throw badInput(`registry ${this.host}: ${JSON.stringify(reference)} is neither a tag nor a sha256 digest (repository "${repository}")`);
+  }
+
+  private checkDigest(repository: string, digest: string): string {
+    this.checkRepository(repository);
+    if (!isOciDigest(digest)) throw badInput(`registry ${this.host}: ${JSON.stringify(digest)} is not a sha256 digest (repository "${repository}")`);
+    return digest;
+  }
+
+  private async fetchToken(url: URL, authorization: string | undefined): Promise<{ status: number; body: Buffer }> {
+    const subject = { repository: '', object: 'a token' };
+    // The credentials go to the token service the registry named: that is what it is for.
+    const response = await this.dispatch({ method: 'GET', url: url.toString(), subject, scopes: [] }, url, authorization, `token service ${url.host}`);
+    const body = await this.readBody(response, subject);
+    return { status: response.statusCode, body };
+  }
+
+  /** One HTTP exchange, retried with backoff when idempotent; no auth handling. `peer` names who is asked, for messages. */
+  private async dispatch(exchange: Exchange, url: URL, authorization: string | undefined, peer: string): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = { ...exchange.headers };
+    if (authorization !== undefined) headers.authorization = authorization;
+    const idempotent = exchange.method === 'GET' || exchange.method === 'HEAD';
+    const about = exchange.subject.repository === '' ? exchange.subject.object : describe(exchange.subject);
+    for (let attempt = 0; ; attempt++) {
+      let response: Dispatcher.ResponseData;
+      this.stats.requests += 1;
+      try {
+        response = await request(url, { dispatcher: this.agent, method: exchange.method, headers, body: exchange.body ?? null });
+      } catch (error) {
+        if (idempotent && attempt < this.retries) {
+          await sleep(backoff(attempt));
+          continue;
+        }
+        throw unreachable(`cannot reach ${peer} for ${about}: ${networkReason(error)}`, error);
+      }
+      this.stats.bytesSent += exchange.body?.length ?? 0;
+      const status = response.statusCode;
+      if (idempotent && (status === 429 || status === 502 || status === 503 || status === 504) && attempt < this.retries) {
+        const retryAfter = Number(header(response.headers, 'retry-after') ?? NaN);
+        if (!(retryAfter > MAX_RETRY_AFTER_SECONDS)) {
+          await discard(response);
+          await sleep(retryAfter >= 0 ? retryAfter * 1000 : backoff(attempt));
+          continue;
+        }
+      }
+      return response;
+    }
+  }
+
+  /**
+   * A request with the auth handshake: a 401 is answered (the scheme
+   * learnt, a token fetched) and the request sent again once. The
+   * registry's credentials only go to the registry itself, never to the
+   * storage a redirect points at.
+   */
+  private async send(exchange: Exchange): Promise<Dispatcher.ResponseData> {
+    const url = new URL(exchange.url, this.origin);
+    if (url.origin !== this.origin) return this.dispatch(exchange, url, undefined, `blob storage ${url.host} (where registry ${this.host} redirected)`);
+    const peer = `registry ${this.host}`;
+    const what = describe(exchange.subject);
+    let sent = await this.auth.authorization(exchange.scopes);
+    let response = await this.dispatch(exchange, url, sent, peer);
+    if (response.statusCode !== 401) return response;
+    await discard(response);
+    await this.auth.challenged(header(response.headers, 'www-authenticate'), sent, what);
+    sent = await this.auth.authorization(exchange.scopes);
+    response = await this.dispatch(exchange, url, sent, peer);
+    if (response.statusCode !== 401) return response;
+    // Refused again: a Basic password is wrong (challenged says so), or the token does not grant the scope.
+    const body = await this.readBody(response, exchange.subject).catch(() => Buffer.alloc(0));
+    await this.auth.challenged(header(response.headers, 'www-authenticate'), sent, what);
+    throw this.refusal(401, registryError(body), exchange.subject);
+  }
+
+  /** `send`, following redirects (to blob storage) for GET and HEAD. */
+  private async sendFollowing(exchange: Exchange): Promise<Dispatcher.ResponseData> {
+    let current = exchange;
+    for (let hops = 0; ; hops++) {
+      const response = await this.send(current);
+      if (![301, 302, 303, 307, 308].includes(response.statusCode)) return response;
+      await discard(response);
+      const location = header(response.headers, 'location');
+      if (location === undefined || hops >= MAX_REDIRECTS) {
+        throw unreachable(`registry ${this.host}: ${describe(exchange.subject)} redirects ${location === undefined ? 'nowhere' : 'too often'}`);
+      }
+      current = { ...current, url: new URL(location, new URL(current.url, this.origin)).toString() };
+    }
+  }
+
+  private async readBody(response: Dispatcher.ResponseData, subject: Subject): Promise<Buffer> {
+    let body: Buffer;
+    try {
+      body = Buffer.from(await response.body.arrayBuffer());
+    } catch (error) {
+      throw unreachable(`registry ${this.host}: ${subject.repository === '' ? subject.object : describe(subject)}: ${networkReason(error)} while reading the answer`, error);
+    }
+    this.stats.bytesReceived += body.length;
+    return body;
+  }
+
+  /** The error for an answer that is not the one expected, from its status and the OCI error body. */
+  private async failure(response: Dispatcher.ResponseData, subject: Subject): Promise<TesseraError> {
+    const body = await this.readBody(response, subject).catch(() => Buffer.alloc(0));
+    return this.refusal(response.statusCode, registryError(body), subject);
+  }
+
+  private refusal(status: number, error: { code: string; message: string } | undefined, subject: Subject): TesseraError {
+    const code = error?.code ?? '';
+    const said = error === undefined ? `HTTP ${status}` : error.message === '' ? code : `${code}: ${oneLine(error.message)}`;
+    const what = describe(subject);
+    const registry = `registry ${this.host}`;
+    if (code === 'NAME_UNKNOWN') return notFound(`${registry}: repository "${subject.repository}" does not exist (${said})`);
+    if (['BLOB_UNKNOWN', 'MANIFEST_UNKNOWN', 'BLOB_UPLOAD_UNKNOWN'].includes(code) || (status === 404 && error === undefined)) {
+      return notFound(`${registry}: repository "${subject.repository}" has no ${subject.object} (${said})`);
+    }
+    if (code === 'UNAUTHORIZED' || code === 'DENIED' || status === 401 || status === 403) {
+      return denied(`${registry} refused access to ${what} (${said}; ${this.auth.credentialsHint()})`);
+    }
+    if (code === 'TOOMANYREQUESTS' || status === 429) return unreachable(`${registry} is rate-limiting requests for ${what} (${said})`);
+    if (['DIGEST_INVALID', 'SIZE_INVALID', 'MANIFEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_UNVERIFIED', 'NAME_INVALID', 'TAG_INVALID', 'BLOB_UPLOAD_INVALID', 'RANGE_INVALID'].includes(code)) {
+      return badInput(`${registry} rejected ${what} (${said})`);
+    }
+    if (code === 'UNSUPPORTED' || status === 405) return unreachable(`${registry} does not support ${what} (${said})`);
+    return unreachable(`${registry} failed on ${what} (${said})`);
   }
 }

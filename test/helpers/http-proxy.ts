@@ -24,7 +24,9 @@ export interface ProxyStats {
 export interface Proxy {
   /** 127.0.0.1:PORT */
   host: string;
+  /** The counts so far: asynchronous, because they are asked of the child process. */
   stats(): Promise<ProxyStats>;
+  /** Sets the counts to zero. */
   reset(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -40,6 +42,16 @@ export interface ProxyOptions {
   latencyMs?: number;
 }
 
+/** Headers that describe one connection (RFC 9110 §7.6.1), not the message: each side sets its own. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+
+function withoutHopByHop(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const named = String(headers.connection ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase());
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP_BY_HOP.includes(name) && !named.includes(name)));
+}
+
 /** The proxy itself, in this process. */
 async function serveProxy(target: string, options: ProxyOptions = {}): Promise<ServedProxy> {
   const stats: ProxyStats = { requests: 0, bytes: 0, rangeRequests: 0 };
@@ -50,9 +62,10 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
     stats.requests += 1;
     if (incoming.headers.range !== undefined) stats.rangeRequests += 1;
     const forward = (): void => {
-      const headers = { ...incoming.headers, host: target };
+      const headers = withoutHopByHop(incoming.headers);
+      headers.host = target;
       const upstream = http.request({ host: targetHost, port: Number(targetPort), method: incoming.method, path: incoming.url, headers, agent }, (response) => {
-        const responseHeaders = { ...response.headers };
+        const responseHeaders = withoutHopByHop(response.headers);
         // Redirects and upload locations that name the registry must name the proxy.
         if (typeof responseHeaders.location === 'string') responseHeaders.location = responseHeaders.location.replace(`//${target}`, `//${self}`);
         if (typeof responseHeaders['www-authenticate'] === 'string') responseHeaders['www-authenticate'] = responseHeaders['www-authenticate'].replace(`//${target}`, `//${self}`);
@@ -115,8 +128,12 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
     reset: async () => void (await ask('reset')),
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
         child.kill('SIGTERM');
       }),
   };

@@ -9,7 +9,7 @@
  * Runs in a child process, like the proxy: a test blocked in a synchronous
  * read of a mount must not block the token fetches the mount daemon makes.
  */
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -35,6 +35,12 @@ export interface TokenOptions {
   password: string;
   /** Token lifetime in seconds (short ones test refresh). */
   expiresIn?: number;
+  /**
+   * Which tokens (1 = the first issued) are born long expired, as if
+   * revoked: the client trusts them for expires_in, the registry refuses
+   * them (distribution allows 60 s of clock skew, too long to wait for).
+   */
+  expiredTokens?: number[];
 }
 
 const SERVICE = 'tessera-test-registry';
@@ -51,14 +57,25 @@ export async function startTokenServer(options: TokenOptions): Promise<TokenServ
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-token-'));
   const keyFile = path.join(dir, 'key.pem');
   const certFile = path.join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=tessera-test-token'], { stdio: 'ignore' });
-  const child = fork(fileURLToPath(import.meta.url), ['--serve', dir, options.username, options.password, String(options.expiresIn ?? 300)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`the token server exited (${code})`)));
-    child.once('message', (message: { port: number }) => resolve(message.port));
-  });
-  child.removeAllListeners('exit');
+  let child: ChildProcess | undefined;
+  let port: number;
+  try {
+    // node:crypto makes keys but not certificates; distribution wants the signer's certificate in its bundle.
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=tessera-test-token'], { stdio: 'ignore' });
+    const started = fork(fileURLToPath(import.meta.url), ['--serve', dir, options.username, options.password, String(options.expiresIn ?? 300), (options.expiredTokens ?? []).join(',')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child = started;
+    port = await new Promise<number>((resolve, reject) => {
+      started.once('error', reject);
+      started.once('exit', (code) => reject(new Error(`the token server exited (${code})`)));
+      started.once('message', (message: { port: number }) => resolve(message.port));
+    });
+    started.removeAllListeners('exit');
+  } catch (error) {
+    child?.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  const server = child!;
   return {
     realm: `http://127.0.0.1:${port}/token`,
     service: SERVICE,
@@ -66,8 +83,8 @@ export async function startTokenServer(options: TokenOptions): Promise<TokenServ
     certFile,
     issued: () =>
       new Promise((resolve) => {
-        child.once('message', (message: { issued: number }) => resolve(message.issued));
-        child.send('issued');
+        server.once('message', (message: { issued: number }) => resolve(message.issued));
+        server.send('issued');
       }),
     stop: () =>
       new Promise<void>((resolve) => {
@@ -75,14 +92,18 @@ export async function startTokenServer(options: TokenOptions): Promise<TokenServ
           fs.rmSync(dir, { recursive: true, force: true });
           resolve();
         };
-        if (child.exitCode !== null) return done();
-        child.once('exit', done);
-        child.kill('SIGTERM');
+        if (server.exitCode !== null || server.signalCode !== null) return done();
+        const kill = setTimeout(() => server.kill('SIGKILL'), 5000);
+        server.once('exit', () => {
+          clearTimeout(kill);
+          done();
+        });
+        server.kill('SIGTERM');
       }),
   };
 }
 
-function serve(dir: string, username: string, password: string, expiresIn: number): void {
+function serve(dir: string, username: string, password: string, expiresIn: number, expiredTokens: number[]): void {
   const key = fs.readFileSync(path.join(dir, 'key.pem'));
   const cert = new crypto.X509Certificate(fs.readFileSync(path.join(dir, 'cert.pem')));
   const expected = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
@@ -97,7 +118,7 @@ function serve(dir: string, username: string, password: string, expiresIn: numbe
       const [type, name, actions] = scope.split(':') as [string, string, string];
       return { type, name, actions: actions.split(',') };
     });
-    const now = Math.floor(Date.now() / 1000);
+    const now = Math.floor(Date.now() / 1000) - (expiredTokens.includes(issued + 1) ? 3600 : 0);
     const header = base64url(JSON.stringify({ typ: 'JWT', alg: 'RS256', x5c: [cert.raw.toString('base64')] }));
     const claims = base64url(JSON.stringify({ iss: ISSUER, sub: username, aud: url.searchParams.get('service') ?? SERVICE, exp: now + expiresIn, nbf: now - 10, iat: now, jti: crypto.randomUUID(), access }));
     const signature = crypto.sign('sha256', Buffer.from(`${header}.${claims}`), key);
@@ -110,4 +131,6 @@ function serve(dir: string, username: string, password: string, expiresIn: numbe
   process.on('disconnect', () => process.exit(0));
 }
 
-if (process.argv[2] === '--serve' && process.send !== undefined) serve(process.argv[3]!, process.argv[4]!, process.argv[5]!, Number(process.argv[6]));
+if (process.argv[2] === '--serve' && process.send !== undefined) {
+  serve(process.argv[3]!, process.argv[4]!, process.argv[5]!, Number(process.argv[6]), (process.argv[7] ?? '').split(',').filter(Boolean).map(Number));
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeHeader } from '../../src/registry/byte-ranges.js';
+import { boundaryOf, matchRanges, MAX_RANGES_PER_REQUEST, parseContentRange, parseMultipartByteRanges, rangeGroups, rangeHeader } from '../../src/registry/byte-ranges.js';
 
 function multipart(boundary: string, parts: Array<[number, Buffer]>, total: number): Buffer {
   const pieces: Buffer[] = [];
@@ -14,6 +14,14 @@ function multipart(boundary: string, parts: Array<[number, Buffer]>, total: numb
 describe('HTTP byte ranges', () => {
   test('the Range header names inclusive ends', () => {
     assert.equal(rangeHeader([{ offset: 0, length: 10 }, { offset: 100, length: 1 }]), 'bytes=0-9,100-100');
+  });
+
+  test('many ranges are split into groups of at most MAX_RANGES_PER_REQUEST, in order', () => {
+    const ranges = Array.from({ length: 2 * MAX_RANGES_PER_REQUEST + 1 }, (_, i) => i);
+    const groups = rangeGroups(ranges);
+    assert.deepEqual(groups.map((group) => group.length), [MAX_RANGES_PER_REQUEST, MAX_RANGES_PER_REQUEST, 1]);
+    assert.deepEqual(groups.flat(), ranges);
+    assert.deepEqual(rangeGroups([]), []);
   });
 
   test('Content-Range and the multipart boundary are read', () => {
