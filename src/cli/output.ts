@@ -26,8 +26,9 @@ export interface Progress {
   stop(): void;
 }
 
-/** A byte-counting progress bar, or nothing when stderr is not a terminal (or for --json). */
-export function byteProgress(label: string, enabled: boolean): Progress {
+/** A progress bar counting bytes (or chunks), or nothing when stderr is not a terminal (or for --json). */
+export function byteProgress(label: string, enabled: boolean, unit: 'bytes' | 'chunks' = 'bytes'): Progress {
+  const show = unit === 'bytes' ? formatBytes : (count: number): string => `${Math.round(count)} chunks`;
   if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
   const bar = new cliProgress.SingleBar(
     {
@@ -44,7 +45,7 @@ export function byteProgress(label: string, enabled: boolean): Progress {
   return {
     update(done, total) {
       const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-      const payload = { doneText: formatBytes(done), totalText: formatBytes(total), rate: `${formatBytes(done / seconds)}/s` };
+      const payload = { doneText: show(done), totalText: show(total), rate: `${show(done / seconds)}/s` };
       if (!running) {
         bar.start(Math.max(total, 1), done, payload);
         running = true;
