@@ -97,6 +97,22 @@ describe('containers on a lazy mount from a registry', () => {
     }
   });
 
+  test('run --keep leaves the image mounted, and the next run uses that mount', async () => {
+    const first = await tesseraOk(['run', '--keep', '--cache-dir', cacheDir, ref, '--', 'true']);
+    const kept = tesseraMountsUnder('/run/tessera/run');
+    assert.equal(kept.length, 1, `run --keep left ${kept.length} mounts: ${first.stderr}`);
+    try {
+      assert.match(first.stderr, /stays mounted at/);
+      await tesseraOk(['run', '--cache-dir', cacheDir, ref, '--', 'true']);
+      assert.deepEqual(tesseraMountsUnder('/run/tessera/run'), kept, 'the second run did not reuse the kept mount, or removed it');
+    } finally {
+      for (const mountpoint of kept) {
+        await tesseraOk(['umount', mountpoint]);
+        fs.rmSync(mountpoint.replace(/\/rootfs$/, ''), { recursive: true, force: true });
+      }
+    }
+  });
+
   test('podman --rootfs MNT:O runs on the mount with a writable overlay', async () => {
     const mnt = scratch.mountpoint('mnt-podman');
     await scratch.mount(ref, mnt, ['--cache-dir', cacheDir, '-o', 'allow_other']);
