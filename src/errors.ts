@@ -57,6 +57,8 @@ export const unreachable = (message: string, cause?: unknown): TesseraError =>
   new TesseraError('unreachable', message, { cause });
 export const denied = (message: string, cause?: unknown): TesseraError =>
   new TesseraError('denied', message, { cause });
+export const internal = (message: string, cause?: unknown): TesseraError =>
+  new TesseraError('internal', message, { cause });
 
 /** A Node.js system error (ENOENT, EACCES, ...) as thrown by node:fs. */
 export interface SystemError extends Error {

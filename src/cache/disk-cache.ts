@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { describeSystemError, ioError, isSystemError } from '../errors.js';
 import { sha256 } from '../chunk/digest.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
-import type { ChunkStore } from '../store/chunk-store.js';
+import type { ChunkStore, Priority } from '../store/chunk-store.js';
 
 export interface DiskCacheStats {
   hits: number;
@@ -40,6 +40,11 @@ export class DiskCache {
       throw ioError(`cannot create the chunk cache in ${dir}: ${describeSystemError(error)}`);
     }
     return new DiskCache(dir);
+  }
+
+  /** Whether the chunk has an entry (a stat, not a read: cheap enough before every fetch). */
+  has(chunk: ChunkRecord): boolean {
+    return fs.existsSync(this.chunkPath(chunk.digest));
   }
 
   chunkPath(digest: Buffer): string {
@@ -120,15 +125,14 @@ export class DiskCachedStore implements ChunkStore {
     private readonly origin: ChunkStore,
   ) {}
 
-  /** A stat, not a read: cheap enough to ask before every read-ahead. */
   holds(chunk: ChunkRecord): boolean {
-    return fs.existsSync(this.cache.chunkPath(chunk.digest));
+    return this.cache.has(chunk);
   }
 
-  async get(chunk: ChunkRecord): Promise<Buffer> {
+  async get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {
     const cached = this.cache.read(chunk);
     if (cached !== undefined) return cached;
-    const data = await this.origin.get(chunk);
+    const data = await this.origin.get(chunk, priority);
     // A full disk must not fail the read: the data is good, only not kept.
     await this.cache.write(chunk, data).catch(() => undefined);
     return data;

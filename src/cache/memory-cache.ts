@@ -6,7 +6,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { ChunkRecord } from '../format/tree-layout.js';
-import type { ChunkStore } from '../store/chunk-store.js';
+import type { ChunkStore, Priority } from '../store/chunk-store.js';
 
 export const DEFAULT_MEMORY_CACHE_BYTES = 128 * 1024 * 1024;
 
@@ -32,11 +32,20 @@ export class MemoryCachedStore implements ChunkStore {
     this.get(chunk).catch(() => undefined);
   }
 
-  get(chunk: ChunkRecord): Promise<Buffer> {
+  /** In memory, or local behind it. */
+  holds(chunk: ChunkRecord): boolean {
+    return this.cache.has(chunk.digest.toString('hex')) || this.origin.holds?.(chunk) === true;
+  }
+
+  get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {
     const key = chunk.digest.toString('hex');
     const cached = this.cache.get(key);
     if (cached !== undefined) return Promise.resolve(cached);
     let pending = this.loading.get(key);
+    // A prefetch fills the disk cache: what it fetches is not kept here (it
+    // would push out what readers use), nor waited on by readers (who would
+    // wait at its priority; the pack store hands them the same fetch).
+    if (priority === 'background') return pending ?? this.origin.get(chunk, priority);
     if (pending === undefined) {
       pending = this.origin.get(chunk).then(
         (data) => {

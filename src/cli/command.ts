@@ -2,6 +2,7 @@
  * The common frame of every subcommand: run the action, turn a thrown
  * error into one line and an exit code.
  */
+import { InvalidArgumentError } from 'commander';
 import { reportError } from './output.js';
 
 export function action<Args extends unknown[]>(name: string, body: (...args: Args) => Promise<void>): (...args: Args) => Promise<void> {
@@ -18,7 +19,7 @@ export function parseInteger(what: string, min: number, max: number): (value: st
   return (value: string) => {
     const parsed = Number(value);
     if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
-      throw new Error(`${what} must be an integer from ${min} to ${max}, not ${JSON.stringify(value)}`);
+      throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}, not ${JSON.stringify(value)}`);
     }
     return parsed;
   };

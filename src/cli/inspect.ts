@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ContainerConfig } from '../format/manifest.js';
 import { inspectImage } from '../image/inspect.js';
+import { describeCommand, listProfiles } from '../image/profiles.js';
 import { action } from './command.js';
 import { accessOf, addRegistryOptions, openImage, type RegistryFlags } from './open-image.js';
 import { formatBytes, printJson } from './output.js';
@@ -17,8 +18,11 @@ export function registerInspect(program: Command): void {
         try {
           const figures = await inspectImage(image);
           const container = image.config.container;
+          const store = image.source.referrers?.();
+          const profiles = store === undefined ? [] : await listProfiles(store, image.manifestDigest);
           if (flags.json) {
-            printJson({ ref: refText, ...figures, ...(container !== undefined ? { container } : {}) });
+            const listed = profiles.map((profile) => ({ command: profile.command, created: profile.created, manifest: profile.manifest.digest }));
+            printJson({ ref: refText, ...figures, ...(container !== undefined ? { container } : {}), profiles: listed });
             return;
           }
           const e = figures.entries;
@@ -33,6 +37,7 @@ export function registerInspect(program: Command): void {
                 `(${formatBytes(figures.treeBytes)} uncompressed, ${figures.treeChunks} chunks)`,
               `  packs:         ${figures.packs} (${formatBytes(figures.packBytes)}, may hold chunks of other images too)`,
               ...(container !== undefined ? containerLines(container) : []),
+              `  profiles:      ${profiles.length === 0 ? 'none (tessera optimize records one)' : profiles.map((profile) => describeCommand(profile.command)).join('; ')}`,
               '',
             ].join('\n'),
           );

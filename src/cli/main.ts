@@ -16,6 +16,8 @@ import { registerExtract } from './extract.js';
 import { registerImport } from './import.js';
 import { registerInspect } from './inspect.js';
 import { registerMount } from './mount.js';
+import { registerOptimize } from './optimize.js';
+import { registerPrefetch } from './prefetch.js';
 import { registerUmount } from './umount.js';
 
 const program = new Command();
@@ -33,6 +35,8 @@ registerPull(program);
 registerMount(program);
 registerUmount(program);
 registerRun(program);
+registerOptimize(program);
+registerPrefetch(program);
 registerExtract(program);
 registerInspect(program);
 registerDiff(program);

@@ -4,24 +4,15 @@
  * background and returns once the mount serves requests. With
  * --foreground the daemon is this process.
  */
-import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
-import { EXIT_CODES, TesseraError, badInput, type ErrorKind } from '../errors.js';
-import { serveImage } from '../fuse/daemon.js';
-import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
+import { badInput } from '../errors.js';
 import { checkMountpoint } from '../fuse/mount-table.js';
-import type { DiskCache } from '../cache/disk-cache.js';
-import { AccessRecorder } from '../image/access-recorder.js';
-import { fetchInBackground } from '../image/background-fetch.js';
-import type { Image } from '../image/image.js';
-import { stderrLogger, type Logger } from '../log.js';
-import { formatRef, parseRef } from '../store/ref.js';
+import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
-import type { StatsRecorder } from '../cache/cache-stats.js';
-import { accessOf, addRegistryOptions, openImageWithCache, registryArgs, statsRecorderFor, type RegistryFlags } from './open-image.js';
+import { serveMount, startMountDaemon, type DaemonOptions } from './mount-daemon.js';
+import { addRegistryOptions, type RegistryFlags } from './open-image.js';
 
 interface MountFlags extends RegistryFlags {
   prefetch?: boolean;
@@ -62,127 +53,31 @@ export function registerMount(program: Command): void {
     .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('-o, --option <opts>', 'FUSE/mount options, comma-separated (allow_other, suid, dev, ...); repeatable', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('-f, --foreground', 'serve from this process instead of a background daemon')
-    .option('--prefetch', 'fetch the whole image into the cache in the background, metadata first, while reads go ahead')
+    .option('--prefetch', "fetch the image into the cache in the background, behind the reads: what its profiles (tessera optimize) say a start reads first, then the rest")
     .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
     .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp())
     .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
   addRegistryOptions(command).action(action('mount', runMount));
 }
 
-/** The daemon tells its parent it is ready (or why it failed) with one JSON line on this fd. */
-interface ReadyMessage {
-  ready?: boolean;
-  error?: string;
-  kind?: ErrorKind;
-}
-
 async function runMount(refText: string, mountpoint: string, flags: MountFlags): Promise<void> {
   parseRef(refText);
-  const fuseOptions = parseMountOptions(flags.option);
-  const target = path.resolve(mountpoint);
-  const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
+  const options: DaemonOptions = {
+    refText,
+    mountpoint: path.resolve(mountpoint),
+    cacheDir: path.resolve(flags.cacheDir ?? defaultCacheDir()),
+    fuseOptions: parseMountOptions(flags.option),
+    registry: flags,
+    ...(flags.prefetch ? { prefetch: true } : {}),
+    ...(flags.record !== undefined ? { record: path.resolve(flags.record) } : {}),
+    ...(flags.log !== undefined ? { log: path.resolve(flags.log) } : {}),
+  };
   if (flags.foreground) {
-    await runForeground(refText, target, cacheDir, fuseOptions, flags, flags.readyFd === undefined ? undefined : Number(flags.readyFd), flags.log);
+    await serveMount(options, flags.readyFd === undefined ? undefined : Number(flags.readyFd));
     return;
   }
   // Cheap checks here, so the common mistakes need no log reading.
-  checkMountpoint(target);
-  const logFile = path.resolve(flags.log ?? path.join(cacheDir, 'logs', `${target.replace(/\//g, '_').replace(/^_/, '') || 'root'}.log`));
-  fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
-  const logFd = fs.openSync(logFile, 'a', 0o600);
-  const script = process.argv[1]!;
-  const args = [script, 'mount', '--foreground', '--ready-fd', '3', '--log', logFile, '--cache-dir', cacheDir, ...(flags.prefetch ? ['--prefetch'] : []), ...(flags.record ? ['--record', path.resolve(flags.record)] : []), ...registryArgs(flags), ...fuseOptions.flatMap((o) => ['-o', o]), refText, target];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
-  fs.closeSync(logFd);
-  const message = await new Promise<ReadyMessage>((resolve) => {
-    let text = '';
-    const pipe = child.stdio[3] as NodeJS.ReadableStream;
-    pipe.setEncoding('utf8');
-    pipe.on('data', (data: string) => {
-      text += data;
-      const newline = text.indexOf('\n');
-      if (newline >= 0) resolve(JSON.parse(text.slice(0, newline)) as ReadyMessage);
-    });
-    child.on('exit', (code) => resolve({ error: `the mount daemon exited (code ${code}) before the mount was ready; see ${logFile}`, kind: 'internal' }));
-    child.on('error', (error) => resolve({ error: `cannot start the mount daemon: ${error.message}`, kind: 'internal' }));
-  });
-  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  if (!message.ready) {
-    throw new TesseraError(message.kind ?? 'internal', message.error ?? 'the mount daemon failed');
-  }
-  child.unref();
-  process.stdout.write(`mounted ${refText} at ${target} (daemon pid ${child.pid}, log ${logFile})\n`);
-}
-
-async function runForeground(
-  refText: string,
-  mountpoint: string,
-  cacheDir: string,
-  fuseOptions: string[],
-  flags: RegistryFlags & { prefetch?: boolean; record?: string },
-  readyFd: number | undefined,
-  logFile: string | undefined,
-): Promise<void> {
-  const log = stderrLogger();
-  const tell = (message: ReadyMessage): void => {
-    if (readyFd === undefined) return;
-    fs.writeSync(readyFd, `${JSON.stringify(message)}\n`);
-    fs.closeSync(readyFd);
-    readyFd = undefined;
-  };
-  let image;
-  let recorder: StatsRecorder | undefined;
-  let access: AccessRecorder | undefined;
-  try {
-    const opened = await openImageWithCache(refText, { cacheDir, access: accessOf(flags) });
-    image = opened.image;
-    if (opened.disk) {
-      recorder = statsRecorderFor(opened.image, opened.disk);
-      recorder.start();
-    }
-    if (flags.record !== undefined) {
-      access = new AccessRecorder();
-      opened.image.record(access);
-    }
-    await serveImage({
-      image,
-      sourceName: formatRef(parseRef(refText)),
-      mountpoint,
-      fuseOptions,
-      log,
-      onReady: () => {
-        if (flags.prefetch && opened.disk) startBackgroundFetch(opened.image, opened.disk, log);
-        const background = readyFd !== undefined;
-        writeMountRecord({ pid: process.pid, ref: refText, manifest: opened.image.manifestDigest, mountpoint, cacheDir, ...(logFile ? { log: logFile } : {}) });
-        tell({ ready: true });
-        if (!background) process.stdout.write(`mounted ${refText} at ${mountpoint}; serving until unmounted\n`);
-      },
-    });
-  } catch (error) {
-    const kind = error instanceof TesseraError ? error.kind : 'internal';
-    const text = error instanceof Error ? error.message : String(error);
-    log.error(`mount of ${refText} at ${mountpoint} failed: ${text}`);
-    if (readyFd !== undefined) {
-      tell({ error: text, kind });
-      process.exitCode = EXIT_CODES[kind];
-      return;
-    }
-    throw error;
-  } finally {
-    recorder?.stop();
-    if (access !== undefined && flags.record !== undefined) fs.writeFileSync(flags.record, JSON.stringify(access.result()));
-    removeMountRecord(mountpoint, process.pid);
-    await image?.source.close();
-  }
-}
-
-/** --prefetch: the whole image into the cache, behind the reads; logged when done. */
-function startBackgroundFetch(image: Image, disk: DiskCache, log: Logger): void {
-  const started = Date.now();
-  let stopped = false;
-  process.once('beforeExit', () => (stopped = true));
-  fetchInBackground(image, (chunk) => fs.existsSync(disk.chunkPath(chunk.digest)), { shouldStop: () => stopped }).then(
-    ({ chunks, fetched }) => log.info(`prefetch done: ${fetched} of ${chunks} chunks fetched, the rest were cached (${((Date.now() - started) / 1000).toFixed(1)} s)`),
-    (error: unknown) => log.warn(`prefetch stopped: ${error instanceof Error ? error.message : String(error)}; reads fetch what they need`),
-  );
+  checkMountpoint(options.mountpoint);
+  const daemon = await startMountDaemon(options);
+  process.stdout.write(`mounted ${refText} at ${options.mountpoint} (daemon pid ${daemon.pid}, log ${daemon.logFile})\n`);
 }

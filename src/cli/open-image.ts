@@ -4,11 +4,11 @@
  * behind the same interfaces, with the chunk caches in front of an image.
  */
 import * as fs from 'node:fs/promises';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { StatsRecorder } from '../cache/cache-stats.js';
 import { DiskCache, DiskCachedStore } from '../cache/disk-cache.js';
 import { MemoryCachedStore, DEFAULT_MEMORY_CACHE_BYTES } from '../cache/memory-cache.js';
-import { Image } from '../image/image.js';
+import { Image, type OpenImageOptions } from '../image/image.js';
 import { RegistrySink, RegistrySource, type RegistryAccess } from '../registry/registry-store.js';
 import type { BlobSink, BlobSource, ImageCatalog } from '../store/blob-store.js';
 import { LayoutCatalog, LayoutSink, LayoutSource, OciLayout } from '../store/oci-layout.js';
@@ -30,7 +30,7 @@ function parseBoolean(what: string): (value: string) => boolean {
   return (value) => {
     if (value === 'true') return true;
     if (value === 'false') return false;
-    throw new Error(`${what} must be true or false, not ${JSON.stringify(value)}`);
+    throw new InvalidArgumentError(`${what} must be true or false, not ${JSON.stringify(value)}`);
   };
 }
 
@@ -87,6 +87,7 @@ export interface OpenOptions {
   cacheDir?: string;
   memoryCacheBytes?: number;
   access?: RegistryAccess;
+  onManifest?: OpenImageOptions['onManifest'];
 }
 
 export interface OpenedImage {
@@ -102,6 +103,7 @@ export async function openImageWithCache(refText: string, options: OpenOptions =
     const image = await Image.open(source, {
       wrapChunkStore: (origin) =>
         new MemoryCachedStore(disk ? new DiskCachedStore(disk, origin) : origin, options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES),
+      ...(options.onManifest ? { onManifest: options.onManifest } : {}),
     });
     return disk ? { image, disk } : { image };
   } catch (error) {

@@ -3,12 +3,10 @@
  * mounts read nothing over the network. Chunks already cached are skipped;
  * the rest are fetched in large ranged reads, verified and stored.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
-import type { ChunkRecord } from '../format/tree-layout.js';
-import { planRanges } from '../store/range-plan.js';
+import { fetchChunks } from '../image/fetch-chunks.js';
 import { action } from './command.js';
 import { accessOf, addRegistryOptions, openImageWithCache, statsRecorderFor, type RegistryFlags } from './open-image.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
@@ -18,8 +16,9 @@ interface PullFlags extends RegistryFlags {
   json?: boolean;
 }
 
-/** Compressed bytes fetched at once: bounds memory for images of any size. */
-const BATCH_BYTES = 64 * 1024 * 1024;
+/** Compressed bytes per batch, and batches at once: bounds memory for images of any size. */
+const BATCH_BYTES = 32 * 1024 * 1024;
+const PARALLEL = 2;
 
 export function registerPull(program: Command): void {
   const command = program
@@ -39,33 +38,23 @@ async function runPull(refText: string, flags: PullFlags): Promise<void> {
   const recorder = statsRecorderFor(image, disk!);
   const progress = byteProgress('pulling', !flags.json);
   try {
-    const all = new Map<string, ChunkRecord>();
-    for (const chunk of [...image.superblock.treeChunks, ...(await image.tree.allChunks())]) all.set(chunk.digest.toString('hex'), chunk);
-    const missing = [...all.values()].filter((chunk) => !fs.existsSync(disk!.chunkPath(chunk.digest)));
-    // Fetch whole planned ranges per batch, so batches plan as one plan would.
-    const plan = planRanges(missing);
-    const total = plan.reduce((sum, range) => sum + range.length, 0);
-    let done = 0;
-    for (let first = 0; first < plan.length; ) {
-      const batch: ChunkRecord[] = [];
-      let bytes = 0;
-      while (first < plan.length && (bytes === 0 || bytes + plan[first]!.length <= BATCH_BYTES)) {
-        bytes += plan[first]!.length;
-        batch.push(...plan[first]!.chunks);
-        first += 1;
-      }
-      await Promise.all(batch.map((chunk) => image.chunks.get(chunk)));
-      done += bytes;
-      progress.update(done, total);
-    }
+    const all = [...image.superblock.treeChunks, ...(await image.tree.allChunks())];
+    const result = await fetchChunks(image.chunks, all, {
+      ordered: false,
+      batchBytes: BATCH_BYTES,
+      parallel: PARALLEL,
+      priority: 'background',
+      holds: (chunk) => disk!.has(chunk),
+      onProgress: (done, total) => progress.update(done, total),
+    });
     progress.stop();
     const seconds = (Date.now() - started) / 1000;
     const figures = {
       ref: refText,
       digest: image.manifestDigest,
       cacheDir,
-      chunks: all.size,
-      alreadyCached: all.size - missing.length,
+      chunks: result.chunks,
+      alreadyCached: result.chunks - result.missing,
       fetchedChunks: image.fetched.chunks,
       fetchedBytes: image.fetched.bytes,
       requests: image.fetched.fetches,

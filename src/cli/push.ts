@@ -1,12 +1,14 @@
 /**
  * tessera push: copies an image between any two references (layout or
- * registry), uploading only what the destination lacks.
+ * registry), uploading only what the destination lacks, and its prefetch
+ * profiles with it.
  */
 import type { Command } from 'commander';
 import { badInput } from '../errors.js';
 import type { OciDigest } from '../chunk/digest.js';
 import { RegistrySink } from '../registry/registry-store.js';
 import { copyImage } from '../store/copy-image.js';
+import { copyProfiles } from '../image/profiles.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
 import { accessOf, addRegistryOptions, openSource, openTarget, type RegistryFlags } from './open-image.js';
@@ -50,7 +52,12 @@ async function runPush(srcText: string, dstText: string, flags: PushFlags): Prom
       from.kind === 'registry' && to.kind === 'registry' && from.host === to.host && from.repository !== to.repository && sink instanceof RegistrySink
         ? (digest: OciDigest) => sink.mountBlob(digest, from.repository)
         : undefined;
-    const result = await copyImage(source, sink, { ...(mountBlob ? { mountBlob } : {}), onProgress: (done, total) => progress.update(done, total) });
+    const copied = await copyImage(source, sink, { ...(mountBlob ? { mountBlob } : {}), onProgress: (done, total) => progress.update(done, total) });
+    // After the image: a referrer's subject must be there before it.
+    const fromReferrers = source.referrers?.();
+    const toReferrers = sink.referrers?.();
+    const profiles = fromReferrers !== undefined && toReferrers !== undefined ? await copyProfiles(fromReferrers, toReferrers, copied.manifest.digest) : 0;
+    const result = { ...copied, profiles };
     progress.stop();
     const seconds = (Date.now() - started) / 1000;
     if (flags.json) {
@@ -59,7 +66,7 @@ async function runPush(srcText: string, dstText: string, flags: PushFlags): Prom
       process.stdout.write(
         `pushed ${from.text} to ${to.text} ${result.manifest.digest}\n` +
           `  ${result.blobs} blobs: ${result.uploaded} uploaded (${formatBytes(result.bytesUploaded)}), ${result.mounted} mounted from ${from.kind === 'registry' ? from.repository : '-'}, ` +
-          `${result.skipped} already there; ${seconds.toFixed(1)} s\n`,
+          `${result.skipped} already there; ${result.profiles} prefetch profile(s) copied; ${seconds.toFixed(1)} s\n`,
       );
     }
   } catch (error) {

@@ -10,15 +10,18 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
 import { runtimeSpec, type ContainerSettings } from '../container/runtime-spec.js';
 import { badInput, ioError } from '../errors.js';
-import type { TesseraConfig } from '../format/manifest.js';
-import { liveMountRecords, runtimeDir } from '../fuse/mount-records.js';
+import { parseTesseraConfig, parseTesseraManifest, type ContainerConfig } from '../format/manifest.js';
+import { liveMountRecords, runtimeDir, type MountRecord } from '../fuse/mount-records.js';
 import { mountAt, TESSERA_FS_TYPE } from '../fuse/mount-table.js';
 import { action } from './command.js';
-import { accessOf, addRegistryOptions, openImage, registryArgs, type RegistryFlags } from './open-image.js';
+import { parseRef } from '../store/ref.js';
+import { parseMountOptions } from './mount.js';
+import { startMountDaemon } from './mount-daemon.js';
+import { accessOf, addRegistryOptions, openSource, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
 
 export interface RunFlags extends RegistryFlags {
@@ -28,6 +31,7 @@ export interface RunFlags extends RegistryFlags {
   tty?: boolean;
   user?: string;
   option: string[];
+  prefetch?: boolean;
 }
 
 const RUNC = 'runc';
@@ -40,69 +44,95 @@ export function registerRun(program: Command): void {
     .argument('[command...]', "the command and its arguments, after --; default: the image's entrypoint and cmd")
     .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('--keep', 'leave the image mounted afterwards (a later run reuses the mount)')
+    .option('--prefetch', "when tessera mounts the image: fetch it in the background, what its profiles (tessera optimize) name first (mount --prefetch)");
+  addContainerOptions(command);
+  addRegistryOptions(command).action(action('run', runContainer));
+}
+
+/** The options of run that optimize shares: how the container runs. */
+export function addContainerOptions(command: Command): Command {
+  return command
     .option('--network <mode>', 'host: share the host\'s network; none: an empty network namespace', parseNetwork, 'host')
     .option('-u, --user <user[:group]>', "run as this user (name or uid, from the image's /etc/passwd); default: the image's user, else root")
     .option('-t, --tty', 'give the container a terminal (default: when stdin and stdout are terminals)')
     .option('-o, --option <opts>', 'mount options when tessera mounts the image (suid, dev, allow_other, ...)', (value: string, previous: string[]) => [...previous, value], [] as string[]);
-  addRegistryOptions(command).action(action('run', runContainer));
 }
 
 function parseNetwork(value: string): 'host' | 'none' {
   if (value === 'host' || value === 'none') return value;
-  throw new Error(`--network must be host or none, not ${JSON.stringify(value)}`);
+  throw new InvalidArgumentError(`--network must be host or none, not ${JSON.stringify(value)}`);
 }
 
-function tesseraCli(args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [process.argv[1]!, ...args], (error, _stdout, stderr) => {
-      if (error) reject(ioError(stderr.trim().split('\n').pop()?.replace(/^tessera \w+: /, '') || error.message));
-      else resolve();
-    });
-  });
-}
-
-function settingsOf(config: TesseraConfig): ContainerSettings {
-  const { env, workingDir, entrypoint, cmd, user } = config.container ?? {};
+function settingsOf(container: ContainerConfig | undefined): ContainerSettings {
+  const { env, workingDir, entrypoint, cmd, user } = container ?? {};
   return { ...(env ? { env } : {}), ...(workingDir ? { workingDir } : {}), ...(entrypoint ? { entrypoint } : {}), ...(cmd ? { cmd } : {}), ...(user ? { user } : {}) };
 }
 
 async function runContainer(refText: string, commandLine: string[], flags: RunFlags): Promise<void> {
-  process.exitCode = await runInContainer(refText, commandLine, flags);
+  process.exitCode = (await runInContainer(refText, commandLine, flags)).code;
 }
 
 export interface RunExtras {
-  /** Mount afresh even if a live mount of the image exists, with these extra `tessera mount` arguments (tessera optimize records). */
-  freshMount?: string[];
+  /** Mount afresh (even if a live mount of the image exists) and record the chunks read to this file (tessera optimize). */
+  record?: string;
   /** Kill the container after this many seconds. */
   timeoutSeconds?: number;
+  /** The container writes to our stderr only (stdout is for our own --json). */
+  outputToStderr?: boolean;
 }
 
-/** Mounts (or reuses a mount of) the image, runs the command in a runc container on it; resolves with its exit code. */
-export async function runInContainer(refText: string, commandLine: string[], flags: RunFlags, extras: RunExtras = {}): Promise<number> {
+export interface RunOutcome {
+  /** The container's exit code (128 + signal if killed). */
+  code: number;
+  /** Whether it was killed at the timeout. */
+  timedOut: boolean;
+}
+
+/** Mounts (or reuses a mount of) the image, runs the command in a runc container on it; resolves with how it ended. */
+export async function runInContainer(refText: string, commandLine: string[], flags: RunFlags, extras: RunExtras = {}): Promise<RunOutcome> {
   const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
-  const image = await openImage(refText, { access: accessOf(flags) });
-  const digest = image.manifestDigest;
-  const settings = { ...settingsOf(image.config), ...(flags.user !== undefined ? { user: flags.user } : {}) };
-  await image.source.close();
+  // allow_other: the container's processes may run as any user, and
+  // default_permissions has the kernel check the image's modes for them.
+  const fuseOptions = parseMountOptions(['allow_other', ...flags.option]);
+  // Which image the reference names now: a live mount of this very image is
+  // as good as a new one, and already warm.
+  const source = await openSource(parseRef(refText), accessOf(flags));
+  let live: MountRecord | undefined;
+  let container: ContainerConfig | undefined;
+  try {
+    const { descriptor, bytes } = await source.resolveManifest();
+    if (extras.record === undefined) live = liveMountRecords().find((record) => record.manifest === descriptor.digest && mountAt(record.mountpoint)?.fsType === TESSERA_FS_TYPE);
+    if (live !== undefined) {
+      const manifest = parseTesseraManifest(bytes, source.name);
+      container = parseTesseraConfig(await source.fetchBlob(manifest.config), `${source.name}: config`).container;
+    }
+  } finally {
+    await source.close();
+  }
 
   const id = `tessera-${randomBytes(6).toString('hex')}`;
   const work = path.join(runtimeDir(), 'run', id);
   fs.mkdirSync(work, { recursive: true, mode: 0o700 });
-  // A live mount of this very image is as good as a new one, and already warm.
-  const live =
-    extras.freshMount === undefined ? liveMountRecords().find((record) => record.manifest === digest && mountAt(record.mountpoint)?.fsType === TESSERA_FS_TYPE) : undefined;
   let rootfs = live?.mountpoint;
   let mountedHere = false;
   try {
     if (rootfs === undefined) {
       rootfs = path.join(work, 'rootfs');
       fs.mkdirSync(rootfs);
-      // allow_other: the container's processes may run as any user, and
-      // default_permissions has the kernel check the image's modes for them.
-      const options = ['allow_other', ...flags.option];
-      await tesseraCli(['mount', '--cache-dir', cacheDir, ...(extras.freshMount ?? []), ...registryArgs(flags), ...options.flatMap((o) => ['-o', o]), refText, rootfs]);
+      // The daemon says the image's container config when it is ready: no second look at the image.
+      const daemon = await startMountDaemon({
+        refText,
+        mountpoint: rootfs,
+        cacheDir,
+        fuseOptions,
+        registry: flags,
+        ...(flags.prefetch ? { prefetch: true } : {}),
+        ...(extras.record !== undefined ? { record: extras.record } : {}),
+      });
+      container = daemon.container;
       mountedHere = true;
     }
+    const settings = { ...settingsOf(container), ...(flags.user !== undefined ? { user: flags.user } : {}) };
     const terminal = flags.tty ?? (process.stdin.isTTY === true && process.stdout.isTTY === true);
     const asked = new Set(flags.option.flatMap((o) => o.split(',')));
     const spec = runtimeSpec({
@@ -116,12 +146,17 @@ export async function runInContainer(refText: string, commandLine: string[], fla
       allowDevices: asked.has('dev'),
     });
     fs.writeFileSync(path.join(work, 'config.json'), JSON.stringify(spec, null, 2));
+    let timedOut = false;
     const timer =
       extras.timeoutSeconds === undefined
         ? undefined
-        : setTimeout(() => execFile(RUNC, ['kill', '--all', id, 'KILL'], () => undefined), extras.timeoutSeconds * 1000);
+        : setTimeout(() => {
+            timedOut = true;
+            execFile(RUNC, ['kill', '--all', id, 'KILL'], () => undefined);
+          }, extras.timeoutSeconds * 1000);
     try {
-      return await runRunc(work, id);
+      const code = await runRunc(work, id, extras.outputToStderr === true);
+      return { code, timedOut };
     } finally {
       if (timer !== undefined) clearTimeout(timer);
     }
@@ -134,9 +169,9 @@ export async function runInContainer(refText: string, commandLine: string[], fla
 }
 
 /** Runs the bundle in the foreground; resolves with the container's exit code (128+signal if killed). */
-function runRunc(bundle: string, id: string): Promise<number> {
+function runRunc(bundle: string, id: string, outputToStderr: boolean): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(RUNC, ['run', '--bundle', bundle, id], { stdio: 'inherit' });
+    const child = spawn(RUNC, ['run', '--bundle', bundle, id], { stdio: outputToStderr ? ['inherit', 2, 2] : 'inherit' });
     // runc forwards signals it receives to the container; ours go to it too.
     const forward = (signal: NodeJS.Signals): void => void child.kill(signal);
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];

@@ -17,6 +17,15 @@ export const TESSERA_SUPERBLOCK_MEDIA_TYPE = 'application/vnd.tessera.superblock
 /** Layers 1..n: packs of zstd-compressed chunks. */
 export const TESSERA_PACK_MEDIA_TYPE = 'application/vnd.tessera.pack.v1';
 
+/** A prefetch profile's manifest artifactType (see profile.ts). */
+export const TESSERA_PROFILE_ARTIFACT_TYPE = 'application/vnd.tessera.profile.v1';
+
+/** The profile itself, the one layer of that manifest. */
+export const TESSERA_PROFILE_MEDIA_TYPE = 'application/vnd.tessera.profile.v1+json';
+
+/** The OCI 1.1 empty descriptor's media type: the config of artifacts that need none. */
+export const OCI_EMPTY_MEDIA_TYPE = 'application/vnd.oci.empty.v1+json';
+
 export const OCI_MANIFEST_MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 export const OCI_INDEX_MEDIA_TYPE = 'application/vnd.oci.image.index.v1+json';
 export const OCI_IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';

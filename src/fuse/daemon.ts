@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { describeSystemError, ioError } from '../errors.js';
 import type { Image } from '../image/image.js';
+import type { ReadAhead } from '../image/read-ahead.js';
 import type { Logger } from '../log.js';
 import { nativeFuse } from '../native/index.js';
 import { ImageFilesystem } from './filesystem.js';
@@ -37,6 +38,8 @@ export interface ServeOptions {
   log: Logger;
   /** Called once the mount serves requests. */
   onReady: () => void;
+  /** The read-ahead to use (the caller may steer it: see ReadAhead.only). */
+  readAhead?: ReadAhead;
 }
 
 /** Clears a mount left behind by a daemon that died, without a synchronous child process. */
@@ -68,7 +71,7 @@ export async function serveImage(options: ServeOptions): Promise<void> {
   const mountpoint = path.resolve(options.mountpoint);
   if (checkMountpoint(mountpoint) === 'stale') await clearStaleMount(mountpoint, log);
 
-  const session = new FuseSession(mountpoint, new ImageFilesystem(image, ENTRY_TIMEOUT_SECONDS), {
+  const session = new FuseSession(mountpoint, new ImageFilesystem(image, ENTRY_TIMEOUT_SECONDS, options.readAhead), {
     fuseArgs: fuseArgsFor(options.sourceName, options.fuseOptions),
     entryTimeout: ENTRY_TIMEOUT_SECONDS,
     keepCache: kernelCache,

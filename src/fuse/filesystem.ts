@@ -21,8 +21,9 @@ export class ImageFilesystem implements FilesystemHandlers {
   constructor(
     private readonly image: Image,
     private readonly entryTimeout: number,
+    readAhead?: ReadAhead,
   ) {
-    this.readAhead = new ReadAhead(image);
+    this.readAhead = readAhead ?? new ReadAhead(image);
   }
 
   private async inodeOfType(ino: number, type: number, wrongType: number): Promise<Inode> {

@@ -50,12 +50,24 @@ export function removeMountRecord(mountpoint: string, pid: number): void {
   if (record?.pid === pid) fs.rmSync(recordPath(mountpoint), { force: true });
 }
 
+/**
+ * Whether a process runs. A zombie does not: a daemon that exited stays one
+ * until its parent (init, for a detached daemon) reaps it, which some inits
+ * do only every few seconds, and `tessera umount` must not wait for that.
+ */
 export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) state ..."; comm may hold spaces and parentheses.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch (error) {
+    // Gone since the kill, or no /proc to look in (then trust the kill).
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }
 

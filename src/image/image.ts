@@ -23,6 +23,8 @@ export interface OpenImageOptions {
    * the disk and memory caches. Identity when absent.
    */
   wrapChunkStore?: (origin: ChunkStore) => ChunkStore;
+  /** Hears the manifest's descriptor as soon as it is resolved, before the rest is fetched (to start work that needs only the digest). */
+  onManifest?: (descriptor: Descriptor, source: BlobSource) => void;
 }
 
 export class Image {
@@ -50,6 +52,7 @@ export class Image {
   static async open(source: BlobSource, options: OpenImageOptions = {}): Promise<Image> {
     const { descriptor, bytes } = await source.resolveManifest();
     const manifest = parseTesseraManifest(bytes, source.name);
+    options.onManifest?.(descriptor, source);
     const [configBytes, superblockBytes] = await Promise.all([
       source.fetchBlob(manifest.config),
       source.fetchBlob(manifest.superblock),

@@ -39,6 +39,15 @@ interface Stream {
 export class ReadAhead {
   private streams: Stream[] = [];
 
+  /**
+   * When set, read-ahead fetches only the chunks this admits. While a
+   * profile is being prefetched, it admits the profile's chunks: ahead of a
+   * start, read-ahead then only hurries what the start will read (a read
+   * takes a chunk queued for the prefetch into its own request), instead
+   * of fetching what follows in chunk order, which the start may not read.
+   */
+  only: ((index: number) => boolean) | undefined;
+
   constructor(
     private readonly image: Image,
     private readonly limits: ReadAheadLimits = DEFAULT_READ_AHEAD,
@@ -48,19 +57,21 @@ export class ReadAhead {
   onRead(first: number, last: number): void {
     const total = this.image.tree.header.chunks.count;
     // A read continuing a stream lands at or just after where it was.
-    let stream = this.streams.find((s) => first >= s.at - 1 && first <= s.requestedTo);
+    const stream = this.streams.find((s) => first >= s.at - 1 && first <= s.requestedTo);
     if (stream === undefined) {
-      stream = { at: last, requestedTo: last + 1, window: this.limits.initial };
-      this.streams.push(stream);
-      if (this.streams.length > this.limits.streams) this.streams.shift();
-    } else {
-      // Most recently used last.
-      this.streams.splice(this.streams.indexOf(stream), 1);
-      this.streams.push(stream);
-      stream.at = Math.max(stream.at, last);
-      if (stream.requestedTo - last > stream.window / 2) return;
-      stream.window = Math.min(stream.window * 2, this.limits.max);
+      this.startIfMissed(first, last, total);
+      return;
     }
+    // Most recently used last.
+    this.streams.splice(this.streams.indexOf(stream), 1);
+    this.streams.push(stream);
+    stream.at = Math.max(stream.at, last);
+    if (stream.requestedTo - last > stream.window / 2) return;
+    stream.window = Math.min(stream.window * 2, this.limits.max);
+    this.extend(stream, last, total);
+  }
+
+  private extend(stream: Stream, last: number, total: number): void {
     const from = Math.max(stream.requestedTo, last + 1);
     const to = Math.min(total, last + 1 + stream.window);
     if (to <= from) return;
@@ -68,13 +79,43 @@ export class ReadAhead {
     this.fetch(from, to);
   }
 
+  /**
+   * A read outside every stream starts one only if it had to fetch: when
+   * what it reads is already local (prefetched, or read before), the
+   * reader is not waiting on the network, and fetching what follows in
+   * chunk order would only fetch what it may never read (a container
+   * start after a profile's prefetch would fetch megabytes it does not
+   * need). Once it reaches what is not local, its first miss starts one.
+   */
+  private startIfMissed(first: number, last: number, total: number): void {
+    const { tree, chunks } = this.image;
+    if (chunks.holds === undefined) return this.start(last, total);
+    tree
+      .chunks(first, last - first + 1)
+      .then((records) => {
+        if (records.some((record) => !chunks.holds!(record))) this.start(last, total);
+      })
+      .catch(() => undefined);
+  }
+
+  private start(last: number, total: number): void {
+    if (this.streams.some((s) => last >= s.at - 1 && last <= s.requestedTo)) return;
+    const stream: Stream = { at: last, requestedTo: last + 1, window: this.limits.initial };
+    this.streams.push(stream);
+    if (this.streams.length > this.limits.streams) this.streams.shift();
+    this.extend(stream, last, total);
+  }
+
   private fetch(from: number, to: number): void {
     const { tree, chunks } = this.image;
+    const only = this.only;
     // A hint: failures show up when (if) a reader gets there.
     tree
       .chunks(from, to - from)
       .then((records) => {
-        for (const record of records) chunks.prefetch?.(record);
+        records.forEach((record, i) => {
+          if (only === undefined || only(from + i)) chunks.prefetch?.(record);
+        });
       })
       .catch(() => undefined);
   }

@@ -16,10 +16,11 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
-import { badInput, corrupt, denied, notFound, TesseraError, unreachable } from '../errors.js';
+import { badInput, corrupt, TesseraError, unreachable } from '../errors.js';
 import { DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../format/media-types.js';
 import type { ByteRange } from '../store/blob-store.js';
 import { Authenticator, authFiles, findCredentials, repositoryScope, type Credentials } from './auth.js';
+import { networkReason, refusalError, registryError, type RegistryErrorBody } from './registry-errors.js';
 import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeGroups, rangeHeader } from './byte-ranges.js';
 
 export interface RegistryClientOptions {
@@ -86,57 +87,6 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** Text from a server, made fit for a one-line message. */
-function oneLine(text: string, max = 200): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
-}
-
-/** The first error of an OCI error body `{"errors":[{"code","message","detail"}]}`, if the body is one. */
-export function registryError(body: Buffer): { code: string; message: string } | undefined {
-  try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown } | null;
-    const first: unknown = Array.isArray(parsed?.errors) ? parsed.errors[0] : undefined;
-    if (typeof first === 'object' && first !== null) {
-      const { code, message } = first as { code?: unknown; message?: unknown };
-      if (typeof code === 'string') return { code, message: typeof message === 'string' ? message : '' };
-    }
-  } catch {
-    // Not JSON: a proxy's error page, say.
-  }
-  return undefined;
-}
-
-const NETWORK_REASONS: Readonly<Record<string, string>> = {
-  ECONNREFUSED: 'connection refused',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'host not found (DNS failed)',
-  ECONNRESET: 'connection reset',
-  EPIPE: 'connection closed',
-  ETIMEDOUT: 'timed out',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
-  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
-  UND_ERR_BODY_TIMEOUT: 'the answer stalled',
-  UND_ERR_SOCKET: 'connection closed',
-  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'the answer was cut short',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate (use --tls-verify=false)',
-  SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in chain (use --tls-verify=false)',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'certificate cannot be verified (use --tls-verify=false)',
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'certificate issuer unknown (use --tls-verify=false)',
-  CERT_HAS_EXPIRED: 'certificate has expired',
-  ERR_TLS_CERT_ALTNAME_INVALID: 'certificate is for another host',
-  ERR_SSL_WRONG_VERSION_NUMBER: 'TLS handshake failed (a plain HTTP registry? use --plain-http)',
-  EPROTO: 'TLS handshake failed (a plain HTTP registry? use --plain-http)',
-};
-
-function networkReason(error: unknown): string {
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && NETWORK_REASONS[code] !== undefined) return NETWORK_REASONS[code];
-  return oneLine(error instanceof Error ? error.message : String(error));
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const backoff = (attempt: number): number => 100 * 4 ** attempt;
 
@@ -191,12 +141,57 @@ export class RegistryClient {
     return { bytes, mediaType, digest };
   }
 
-  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<OciDigest> {
+  /**
+   * Stores a manifest under a tag or its digest. `subject` is the registry's
+   * OCI-Subject answer: set when the registry indexed the manifest's
+   * subject for its referrers API, so no referrers tag needs updating.
+   */
+  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ digest: OciDigest; subject?: OciDigest }> {
     const subject = { repository, object: `manifest ${this.checkReference(repository, reference)}` };
     const response = await this.send({ method: 'PUT', url: `/v2/${repository}/manifests/${reference}`, subject, scopes: [repositoryScope(repository, true)], headers: { 'content-type': mediaType }, body: bytes });
     if (response.statusCode !== 201 && response.statusCode !== 200) throw await this.failure(response, subject);
     await discard(response);
-    return ociDigest(bytes);
+    const indexed = header(response.headers, 'oci-subject');
+    return isOciDigest(indexed) ? { digest: ociDigest(bytes), subject: indexed } : { digest: ociDigest(bytes) };
+  }
+
+  /**
+   * The referrers API (OCI distribution 1.1): descriptors of the manifests
+   * whose subject is `digest`, every page of them. undefined when the
+   * registry has no such API (it answers 404, as distribution 2.8 does):
+   * the caller then reads the referrers tag (`sha256-<hex>`) instead.
+   */
+  async getReferrers(repository: string, digest: OciDigest): Promise<unknown[] | undefined> {
+    const subject = { repository, object: `the referrers of ${this.checkDigest(repository, digest)}` };
+    const manifests: unknown[] = [];
+    const seen = new Set<string>();
+    for (let next: string | undefined = `/v2/${repository}/referrers/${digest}`; next !== undefined; ) {
+      if (seen.has(next)) throw corrupt(`registry ${this.host}: ${describe(subject)}: pagination loops back to ${next}`);
+      seen.add(next);
+      const response = await this.sendFollowing({ method: 'GET', url: next, subject, scopes: [repositoryScope(repository, false)], headers: { accept: OCI_INDEX_MEDIA_TYPE } });
+      if (response.statusCode === 404 && seen.size === 1) {
+        await discard(response);
+        return undefined;
+      }
+      if (response.statusCode !== 200) throw await this.failure(response, subject);
+      const body = await this.readBody(response, subject);
+      let parsed: { manifests?: unknown } | null;
+      try {
+        parsed = JSON.parse(body.toString('utf8')) as { manifests?: unknown } | null;
+      } catch {
+        throw corrupt(`registry ${this.host}: ${describe(subject)} is not JSON`);
+      }
+      if (!Array.isArray(parsed?.manifests)) throw corrupt(`registry ${this.host}: ${describe(subject)} is not an image index`);
+      manifests.push(...(parsed.manifests as unknown[]));
+      next = this.nextPage(header(response.headers, 'link'), next);
+    }
+    return manifests;
+  }
+
+  /** The next page a Link header names (RFC 8288 rel="next"), as a path on the registry. */
+  private nextPage(link: string | undefined, current: string): string | undefined {
+    const match = link !== undefined ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+    return match ? new URL(match[1]!, `${this.origin}${current}`).toString().replace(this.origin, '') : undefined;
   }
 
   async blobSize(repository: string, digest: OciDigest): Promise<number | undefined> {
@@ -323,7 +318,7 @@ export class RegistryClient {
       if (response.statusCode === 404 && seen.size === 1) {
         const error = registryError(await this.readBody(response, subject).catch(() => Buffer.alloc(0)));
         if (error === undefined || error.code === 'NAME_UNKNOWN') return [];
-        throw this.refusal(404, error, subject);
+        throw this.refuse(404, error, subject);
       }
       if (response.statusCode !== 200) throw await this.failure(response, subject);
       const body = await this.readBody(response, subject);
@@ -335,15 +330,18 @@ export class RegistryClient {
       }
       // distribution answers "tags": null for a repository whose tags were all deleted.
       if (Array.isArray(parsed?.tags)) tags.push(...parsed.tags.filter((tag): tag is string => typeof tag === 'string'));
-      const link = header(response.headers, 'link');
-      const match = link !== undefined ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
-      next = match ? new URL(match[1]!, `${this.origin}${next}`).toString().replace(this.origin, '') : undefined;
+      next = this.nextPage(header(response.headers, 'link'), next);
     }
     return tags;
   }
 
+  /**
+   * Drops every connection at once. Whoever closes a client is done with
+   * it; requests still under way (a mount's background prefetch, at
+   * unmount) are abandoned rather than waited for.
+   */
   close(): Promise<void> {
-    return this.agent.close();
+    return this.agent.destroy();
   }
 
   private checkRepository(repository: string): string {
@@ -429,7 +427,7 @@ export class RegistryClient {
     // Refused again: a Basic password is wrong (challenged says so), or the token does not grant the scope.
     const body = await this.readBody(response, exchange.subject).catch(() => Buffer.alloc(0));
     await this.auth.challenged(header(response.headers, 'www-authenticate'), sent, what);
-    throw this.refusal(401, registryError(body), exchange.subject);
+    throw this.refuse(401, registryError(body), exchange.subject);
   }
 
   /** `send`, following redirects (to blob storage) for GET and HEAD. */
@@ -458,29 +456,13 @@ export class RegistryClient {
     return body;
   }
 
+  private refuse(status: number, error: RegistryErrorBody | undefined, subject: Subject): TesseraError {
+    return refusalError({ registry: `registry ${this.host}`, repository: subject.repository, object: subject.object, what: describe(subject) }, status, error, () => this.auth.credentialsHint());
+  }
+
   /** The error for an answer that is not the one expected, from its status and the OCI error body. */
   private async failure(response: Dispatcher.ResponseData, subject: Subject): Promise<TesseraError> {
     const body = await this.readBody(response, subject).catch(() => Buffer.alloc(0));
-    return this.refusal(response.statusCode, registryError(body), subject);
-  }
-
-  private refusal(status: number, error: { code: string; message: string } | undefined, subject: Subject): TesseraError {
-    const code = error?.code ?? '';
-    const said = error === undefined ? `HTTP ${status}` : error.message === '' ? code : `${code}: ${oneLine(error.message)}`;
-    const what = describe(subject);
-    const registry = `registry ${this.host}`;
-    if (code === 'NAME_UNKNOWN') return notFound(`${registry}: repository "${subject.repository}" does not exist (${said})`);
-    if (['BLOB_UNKNOWN', 'MANIFEST_UNKNOWN', 'BLOB_UPLOAD_UNKNOWN'].includes(code) || (status === 404 && error === undefined)) {
-      return notFound(`${registry}: repository "${subject.repository}" has no ${subject.object} (${said})`);
-    }
-    if (code === 'UNAUTHORIZED' || code === 'DENIED' || status === 401 || status === 403) {
-      return denied(`${registry} refused access to ${what} (${said}; ${this.auth.credentialsHint()})`);
-    }
-    if (code === 'TOOMANYREQUESTS' || status === 429) return unreachable(`${registry} is rate-limiting requests for ${what} (${said})`);
-    if (['DIGEST_INVALID', 'SIZE_INVALID', 'MANIFEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_UNVERIFIED', 'NAME_INVALID', 'TAG_INVALID', 'BLOB_UPLOAD_INVALID', 'RANGE_INVALID'].includes(code)) {
-      return badInput(`${registry} rejected ${what} (${said})`);
-    }
-    if (code === 'UNSUPPORTED' || status === 405) return unreachable(`${registry} does not support ${what} (${said})`);
-    return unreachable(`${registry} failed on ${what} (${said})`);
+    return this.refuse(response.statusCode, registryError(body), subject);
   }
 }

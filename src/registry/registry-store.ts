@@ -8,9 +8,10 @@ import { ociDigest, type OciDigest } from '../chunk/digest.js';
 import { corrupt } from '../errors.js';
 import { parseJson, isRecord, type Descriptor } from '../format/manifest.js';
 import { OCI_MANIFEST_MEDIA_TYPE } from '../format/media-types.js';
-import type { BlobSink, BlobSource, BlobWriter, ByteRange, ImageCatalog, ResolvedManifest } from '../store/blob-store.js';
+import type { BlobSink, BlobSource, BlobWriter, ByteRange, ImageCatalog, ReferrerStore, ResolvedManifest } from '../store/blob-store.js';
 import { DEFAULT_TAG, type RegistryRef } from '../store/ref.js';
 import { RegistryClient } from './client.js';
+import { isReferrersTag, RegistryReferrers } from './referrers.js';
 
 /** How to reach a registry, as the command line says: the subset of client options users set. */
 export interface RegistryAccess {
@@ -65,9 +66,13 @@ export class RegistrySource implements BlobSource, ImageCatalog {
     return this.client.getBlobRanges(this.repository, digest, ranges);
   }
 
-  /** Every tagged manifest of the repository (one GET per tag: tags/list names no digests). */
+  referrers(): ReferrerStore {
+    return new RegistryReferrers(this.client, this.repository);
+  }
+
+  /** Every tagged manifest of the repository (one GET per tag: tags/list names no digests), referrers indexes left out. */
   async listManifests(): Promise<Descriptor[]> {
-    const tags = await this.client.listTags(this.repository);
+    const tags = (await this.client.listTags(this.repository)).filter((tag) => !isReferrersTag(tag));
     const seen = new Set<string>();
     const descriptors: Descriptor[] = [];
     for (const tag of tags) {
@@ -142,6 +147,10 @@ export class RegistrySink implements BlobSink {
 
   async createBlobWriter(): Promise<BlobWriter> {
     return new RegistryBlobWriter(this);
+  }
+
+  referrers(): ReferrerStore {
+    return new RegistryReferrers(this.client, this.repository);
   }
 
   /** Links a blob that another repository of the same registry holds; false when the registry would not. */

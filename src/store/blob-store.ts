@@ -30,6 +30,8 @@ export interface BlobSource {
    * bytes are verified against their own digest once decompressed.
    */
   fetchRanges(digest: OciDigest, ranges: readonly ByteRange[]): Promise<Buffer[]>;
+  /** The store's referrers (OCI 1.1), for artifacts attached to the image: prefetch profiles. */
+  referrers?(): ReferrerStore;
   close(): Promise<void>;
 }
 
@@ -60,4 +62,31 @@ export interface BlobSink {
   putManifest(manifest: Buffer, descriptor: Descriptor): Promise<void>;
   /** Removes blobs this build added but did not tag, after a failure. */
   discardBlobs(digests: readonly OciDigest[]): Promise<void>;
+  /** The sink's referrers, so a push can bring an image's profiles along. */
+  referrers?(): ReferrerStore;
+}
+
+/**
+ * Manifests that name another manifest as their `subject` (OCI 1.1
+ * referrers): tessera's prefetch profiles, and signatures or SBOMs of
+ * other tools. A registry lists them with its referrers API, or with the
+ * referrers tag (`sha256-<hex>`, an image index) where it has none; a
+ * layout with untagged entries of its index.json.
+ */
+export interface ReferrerStore {
+  readonly name: string;
+  /** Descriptors of the manifests whose subject is `subject`, with their artifactType and annotations. */
+  listReferrers(subject: OciDigest): Promise<Descriptor[]>;
+  /** A referrer's manifest, checked against its digest. */
+  fetchManifest(descriptor: Descriptor): Promise<Buffer>;
+  /** A referrer's blob, checked against its digest. */
+  fetchBlob(descriptor: Descriptor): Promise<Buffer>;
+  hasBlob(digest: OciDigest): Promise<boolean>;
+  putBlob(data: Buffer): Promise<{ digest: OciDigest; size: number }>;
+  /**
+   * Stores a manifest whose subject is `subject` (its blobs stored before)
+   * so that listReferrers finds it; the referrers in `replaces` are dropped
+   * from the listing where the store keeps one.
+   */
+  putReferrer(manifest: Buffer, descriptor: Descriptor, subject: OciDigest, replaces: readonly OciDigest[]): Promise<void>;
 }

@@ -5,9 +5,18 @@
  */
 import type { ChunkRecord } from '../format/tree-layout.js';
 
+/**
+ * Who is asking. `read`: somebody waits (a FUSE read, a listing, the
+ * read-ahead of a reader). `background`: a prefetch filling the cache,
+ * which goes behind every read: it is sent only while no read is fetching,
+ * a read that wants a chunk still queued for it takes it over at once, and
+ * what it fetches is not kept in memory (nobody reads it yet).
+ */
+export type Priority = 'read' | 'background';
+
 export interface ChunkStore {
   /** The chunk's uncompressed bytes, checked against its digest. */
-  get(chunk: ChunkRecord): Promise<Buffer>;
+  get(chunk: ChunkRecord, priority?: Priority): Promise<Buffer>;
   /**
    * Makes sure the chunk will be at hand (fetching it into a cache if it is
    * not), without reading it when it already is. For read-ahead: a hint,

@@ -16,7 +16,8 @@ import { badInput, busy, corrupt, describeSystemError, ioError, isSystemError, n
 import { digestHex, isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import { encodeJson, isRecord, parseDescriptor, parseJson, type Descriptor } from '../format/manifest.js';
 import { OCI_INDEX_MEDIA_TYPE, OCI_REF_NAME_ANNOTATION } from '../format/media-types.js';
-import type { BlobSink, BlobSource, BlobWriter, ByteRange, ImageCatalog, ResolvedManifest } from './blob-store.js';
+import type { BlobSink, BlobSource, BlobWriter, ByteRange, ImageCatalog, ReferrerStore, ResolvedManifest } from './blob-store.js';
+import { LayoutReferrers } from './layout-referrers.js';
 import type { LayoutRef } from './ref.js';
 
 const LAYOUT_FILE = 'oci-layout';
@@ -191,13 +192,30 @@ export class OciLayout {
 
   /** Points `tag` at a manifest in index.json (replacing what it pointed at). */
   async tagManifest(tag: string, descriptor: Descriptor): Promise<void> {
+    const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+    if (descriptor.artifactType !== undefined) entry.artifactType = descriptor.artifactType;
+    entry.annotations = { [OCI_REF_NAME_ANNOTATION]: tag };
+    await this.updateIndex((manifests) => [...manifests.filter((m) => m.annotations?.[OCI_REF_NAME_ANNOTATION] !== tag), entry]);
+  }
+
+  /**
+   * Lists a manifest in index.json without a tag (a referrer: its subject
+   * says what it belongs to), dropping the untagged entries in `drop`.
+   */
+  async addUntaggedManifest(descriptor: Descriptor, drop: readonly OciDigest[]): Promise<void> {
+    const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+    if (descriptor.artifactType !== undefined) entry.artifactType = descriptor.artifactType;
+    const annotations = Object.entries(descriptor.annotations ?? {}).filter(([key]) => key !== OCI_REF_NAME_ANNOTATION);
+    if (annotations.length > 0) entry.annotations = Object.fromEntries(annotations);
+    const untagged = (m: Descriptor): boolean => m.annotations?.[OCI_REF_NAME_ANNOTATION] === undefined;
+    await this.updateIndex((manifests) => [...manifests.filter((m) => !(untagged(m) && (m.digest === entry.digest || drop.includes(m.digest)))), entry]);
+  }
+
+  /** Rewrites index.json under its lock; entries sorted by tag, then digest, so equal contents give equal bytes. */
+  private async updateIndex(change: (manifests: Descriptor[]) => Descriptor[]): Promise<void> {
     await withLock(path.join(this.dir, `${INDEX_FILE}.lock`), async () => {
       const index = await this.readIndex();
-      const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-      if (descriptor.artifactType !== undefined) entry.artifactType = descriptor.artifactType;
-      entry.annotations = { [OCI_REF_NAME_ANNOTATION]: tag };
-      const others = index.manifests.filter((m) => m.annotations?.[OCI_REF_NAME_ANNOTATION] !== tag);
-      const manifests = [...others, entry].sort((a, b) => {
+      const manifests = change(index.manifests).sort((a, b) => {
         const ta = a.annotations?.[OCI_REF_NAME_ANNOTATION] ?? '';
         const tb = b.annotations?.[OCI_REF_NAME_ANNOTATION] ?? '';
         return ta < tb ? -1 : ta > tb ? 1 : a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0;
@@ -340,6 +358,10 @@ export class LayoutSource implements BlobSource {
     return this.layout.readRanges(digest, ranges);
   }
 
+  referrers(): ReferrerStore {
+    return new LayoutReferrers(this.layout);
+  }
+
   close(): Promise<void> {
     return this.layout.close();
   }
@@ -393,5 +415,9 @@ export class LayoutSink implements BlobSink {
 
   discardBlobs(digests: readonly OciDigest[]): Promise<void> {
     return this.layout.removeBlobs(digests.filter(isOciDigest));
+  }
+
+  referrers(): ReferrerStore {
+    return new LayoutReferrers(this.layout);
   }
 }

@@ -8,6 +8,11 @@
  * listing or one read-ahead needs arrive together, and chunks near each
  * other in a pack then cost one request. All ranges of one pack go to the
  * store in one call, which a registry serves as one multi-range request.
+ *
+ * Each chunk is fetched once however many ask for it at once, and reads go
+ * first: a prefetch's chunks (priority `background`) go out only while no
+ * read is fetching, and a read that wants one of them before it has gone
+ * out takes it into the next request at once.
  */
 import { decompressChunk } from '../chunk/compress.js';
 import { sha256 } from '../chunk/digest.js';
@@ -15,7 +20,7 @@ import { corrupt } from '../errors.js';
 import type { PackRef } from '../format/superblock.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import type { BlobSource } from './blob-store.js';
-import type { ChunkStore } from './chunk-store.js';
+import type { ChunkStore, Priority } from './chunk-store.js';
 import { DEFAULT_RANGE_LIMITS, planRanges, type PlannedRange, type RangePlanLimits } from './range-plan.js';
 
 /** What the packs were asked for, for cache statistics and tests. */
@@ -30,14 +35,25 @@ export interface FetchStats {
 }
 
 interface Waiter {
-  chunk: ChunkRecord;
   resolve: (data: Buffer) => void;
   reject: (error: unknown) => void;
 }
 
+/** One chunk asked for and not yet settled: queued, or in a request. Every asker of it waits on this one fetch. */
+interface Pending {
+  chunk: ChunkRecord;
+  waiters: Waiter[];
+  priority: Priority;
+  sent: boolean;
+}
+
 export class PackChunkStore implements ChunkStore {
   readonly stats: FetchStats = { fetches: 0, ranges: 0, bytes: 0, chunks: 0 };
-  private queue: Waiter[] = [];
+  private readonly pending = new Map<string, Pending>();
+  private reads: Pending[] = [];
+  private background: Pending[] = [];
+  /** Requests for chunks somebody reads, under way: background work waits for none to be. */
+  private readRequests = 0;
   private scheduled = false;
 
   constructor(
@@ -46,57 +62,89 @@ export class PackChunkStore implements ChunkStore {
     private readonly limits: RangePlanLimits = DEFAULT_RANGE_LIMITS,
   ) {}
 
-  get(chunk: ChunkRecord): Promise<Buffer> {
+  get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {
     if (this.packs[chunk.pack] === undefined) {
       return Promise.reject(corrupt(`${this.source.name}: chunk names pack ${chunk.pack}, which the image does not have`));
     }
     return new Promise<Buffer>((resolve, reject) => {
-      this.queue.push({ chunk, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
+      const key = chunk.digest.toString('hex');
+      const known = this.pending.get(key);
+      if (known !== undefined) {
+        known.waiters.push({ resolve, reject });
+        // A reader takes over a chunk still queued behind the reads: it goes out now.
+        if (priority === 'read' && known.priority === 'background' && !known.sent) {
+          known.priority = 'read';
+          this.reads.push(known);
+          this.schedule();
+        }
+        return;
       }
+      const entry: Pending = { chunk, waiters: [{ resolve, reject }], priority, sent: false };
+      this.pending.set(key, entry);
+      (priority === 'read' ? this.reads : this.background).push(entry);
+      this.schedule();
     });
   }
 
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Sends what was asked for in this turn of the event loop: reads always, background work only while no read is fetching. */
   private flush(): void {
     this.scheduled = false;
-    const waiters = this.queue;
-    this.queue = [];
-    const byDigest = new Map<string, Waiter[]>();
-    for (const waiter of waiters) {
-      const key = waiter.chunk.digest.toString('hex');
-      const list = byDigest.get(key);
-      if (list === undefined) byDigest.set(key, [waiter]);
-      else list.push(waiter);
+    const reads = this.reads;
+    this.reads = [];
+    this.send(reads.filter((entry) => !entry.sent), 'read');
+    if (this.readRequests === 0 && this.background.length > 0) {
+      const background = this.background.filter((entry) => !entry.sent && entry.priority === 'background');
+      this.background = [];
+      this.send(background, 'background');
     }
-    const plan = planRanges(waiters.map((waiter) => waiter.chunk), this.limits);
+  }
+
+  private send(entries: Pending[], priority: Priority): void {
+    if (entries.length === 0) return;
+    for (const entry of entries) entry.sent = true;
     const byPack = new Map<number, PlannedRange[]>();
-    for (const range of plan) {
+    for (const range of planRanges(entries.map((entry) => entry.chunk), this.limits)) {
       const list = byPack.get(range.pack);
       if (list === undefined) byPack.set(range.pack, [range]);
       else list.push(range);
     }
-    for (const [pack, ranges] of byPack) void this.fetchPack(pack, ranges, byDigest);
+    for (const [pack, ranges] of byPack) void this.fetchPack(pack, ranges, priority);
   }
 
-  private async fetchPack(packIndex: number, ranges: PlannedRange[], byDigest: Map<string, Waiter[]>): Promise<void> {
+  private settle(chunk: ChunkRecord, outcome: { data: Buffer } | { error: unknown }): void {
+    const key = chunk.digest.toString('hex');
+    const entry = this.pending.get(key);
+    if (entry === undefined) return;
+    this.pending.delete(key);
+    for (const waiter of entry.waiters) {
+      if ('data' in outcome) waiter.resolve(outcome.data);
+      else waiter.reject(outcome.error);
+    }
+  }
+
+  private async fetchPack(packIndex: number, ranges: PlannedRange[], priority: Priority): Promise<void> {
     const pack = this.packs[packIndex]!;
     const digest = `sha256:${pack.digest.toString('hex')}` as const;
-    const settle = (chunk: ChunkRecord, outcome: { data: Buffer } | { error: unknown }): void => {
-      for (const waiter of byDigest.get(chunk.digest.toString('hex')) ?? []) {
-        if ('data' in outcome) waiter.resolve(outcome.data);
-        else waiter.reject(outcome.error);
-      }
-    };
+    if (priority === 'read') this.readRequests += 1;
     let bodies: Buffer[];
     try {
       this.stats.fetches += 1;
       this.stats.ranges += ranges.length;
       bodies = await this.source.fetchRanges(digest, ranges);
     } catch (error) {
-      for (const range of ranges) for (const chunk of range.chunks) settle(chunk, { error });
+      for (const range of ranges) for (const chunk of range.chunks) this.settle(chunk, { error });
       return;
+    } finally {
+      if (priority === 'read') {
+        this.readRequests -= 1;
+        if (this.readRequests === 0 && this.background.length > 0) this.schedule();
+      }
     }
     ranges.forEach((range, i) => {
       const body = bodies[i];
@@ -110,9 +158,9 @@ export class PackChunkStore implements ChunkStore {
           const frame = body.subarray(start, start + chunk.compressedLength);
           const data = verifyChunk(chunk, decompressChunk(frame, chunk.length, describeChunk(chunk, this.source.name)), this.source.name);
           this.stats.chunks += 1;
-          settle(chunk, { data });
+          this.settle(chunk, { data });
         } catch (error) {
-          settle(chunk, { error });
+          this.settle(chunk, { error });
         }
       }
     });

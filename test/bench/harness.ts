@@ -413,10 +413,10 @@ export async function mountSquashfuse(image: string, mountpoint: string): Promis
 
 // ------------------------------------------------------------------ inputs
 
-/** The Debian minbase root file system (vm-images/rootfs.sh minbase, built once and cached). */
-export async function debianRootfs(): Promise<string> {
-  progress('vm-images/rootfs.sh minbase (builds it the first time, about 20 s)');
-  const result = await run('bash', [path.join(PROJECT_ROOT, 'vm-images/rootfs.sh'), 'minbase'], { timeoutMs: 1800_000 });
+/** A Debian root file system of vm-images/ (rootfs.sh NAME, built once and cached): minbase by default. */
+export async function debianRootfs(name: 'minbase' | 'update' = 'minbase'): Promise<string> {
+  progress(`vm-images/rootfs.sh ${name} (builds it the first time, about 20 s)`);
+  const result = await run('bash', [path.join(PROJECT_ROOT, 'vm-images/rootfs.sh'), name], { timeoutMs: 1800_000 });
   const rootfs = result.stdout.trim().split('\n').pop() ?? '';
   if (!path.isAbsolute(rootfs) || !fs.statSync(rootfs).isDirectory()) throw new Error(`vm-images/rootfs.sh printed no rootfs path: ${result.stdout}`);
   return rootfs;

@@ -1,8 +1,9 @@
 /**
  * A loopback reverse proxy in front of a registry (or any HTTP server):
  * counts requests and bytes, so tests can see what crossed the network,
- * and can add latency per request, so benchmarks can show what a real
- * network (20 ms per round trip) does to a lazy mount.
+ * and can add latency per request and cap the bandwidth, so benchmarks can
+ * show what a real network (20 ms per round trip, 100 Mbit/s) does to a
+ * lazy mount.
  *
  * It runs in a child process: a test that reads a mount with synchronous
  * calls blocks its own event loop, and a proxy served from that loop would
@@ -40,6 +41,11 @@ interface ServedProxy {
 export interface ProxyOptions {
   /** Added before each request is forwarded. */
   latencyMs?: number;
+  /**
+   * Response bytes per second over all connections together, as one link
+   * would carry them: data waits its turn behind what was sent before it.
+   */
+  bytesPerSecond?: number;
 }
 
 /** Headers that describe one connection (RFC 9110 §7.6.1), not the message: each side sets its own. */
@@ -58,6 +64,37 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const [targetHost, targetPort] = target.split(':') as [string, string];
   let self = '';
+  // When the shared link is next free, in ms of performance.now().
+  let linkFreeAt = 0;
+  const relay = (response: http.IncomingMessage, outgoing: http.ServerResponse): void => {
+    const rate = options.bytesPerSecond;
+    if (!rate) {
+      response.on('data', (data: Buffer) => (stats.bytes += data.length));
+      response.pipe(outgoing);
+      return;
+    }
+    // Each piece is written when the link has carried what went before it.
+    let written = Promise.resolve();
+    response.on('data', (data: Buffer) => {
+      stats.bytes += data.length;
+      const now = performance.now();
+      linkFreeAt = Math.max(now, linkFreeAt) + (data.length * 1000) / rate;
+      const at = linkFreeAt;
+      // No backpressure on the upstream (a local registry): the link's clock
+      // alone sets the pace, so timer delays do not add up.
+      written = written.then(
+        () =>
+          new Promise<void>((resolve) =>
+            setTimeout(() => {
+              outgoing.write(data);
+              resolve();
+            }, at - performance.now()),
+          ),
+      );
+    });
+    response.on('end', () => void written.then(() => outgoing.end()));
+    response.on('error', () => outgoing.destroy());
+  };
   const server = http.createServer((incoming, outgoing) => {
     stats.requests += 1;
     if (incoming.headers.range !== undefined) stats.rangeRequests += 1;
@@ -70,8 +107,7 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
         if (typeof responseHeaders.location === 'string') responseHeaders.location = responseHeaders.location.replace(`//${target}`, `//${self}`);
         if (typeof responseHeaders['www-authenticate'] === 'string') responseHeaders['www-authenticate'] = responseHeaders['www-authenticate'].replace(`//${target}`, `//${self}`);
         outgoing.writeHead(response.statusCode ?? 502, responseHeaders);
-        response.on('data', (data: Buffer) => (stats.bytes += data.length));
-        response.pipe(outgoing);
+        relay(response, outgoing);
       });
       upstream.on('error', () => {
         if (!outgoing.headersSent) outgoing.writeHead(502);
@@ -101,7 +137,7 @@ type Reply = { id: number; stats?: ProxyStats } | { ready: string };
 
 /** Starts the proxy in a child process; stop() ends it. */
 export async function startProxy(target: string, options: ProxyOptions = {}): Promise<Proxy> {
-  const child = fork(fileURLToPath(import.meta.url), ['--serve', target, String(options.latencyMs ?? 0)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', target, String(options.latencyMs ?? 0), String(options.bytesPerSecond ?? 0)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const waiting = new Map<number, (reply: { stats?: ProxyStats }) => void>();
   let next = 0;
   const host = await new Promise<string>((resolve, reject) => {
@@ -140,7 +176,7 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
 }
 
 if (process.argv[2] === '--serve' && process.send !== undefined) {
-  const served = await serveProxy(process.argv[3]!, { latencyMs: Number(process.argv[4]) });
+  const served = await serveProxy(process.argv[3]!, { latencyMs: Number(process.argv[4]), bytesPerSecond: Number(process.argv[5]) });
   process.on('message', (message: Request) => {
     if (message.op === 'reset') {
       served.stats.requests = 0;

@@ -153,13 +153,13 @@ describe('RegistryClient against distribution 2.8', () => {
     const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
     const configDigest = await client.uploadBlob('app', config);
     const manifest = ociManifest({ digest: configDigest, size: config.length }, [{ digest: packDigest, size: pack.length }]);
-    const digest = await client.putManifest('app', 'v1', manifest, OCI_MANIFEST_MEDIA_TYPE);
+    const { digest } = await client.putManifest('app', 'v1', manifest, OCI_MANIFEST_MEDIA_TYPE);
     assert.equal(digest, ociDigest(manifest));
     const byTag = await client.getManifest('app', 'v1');
     assert.deepEqual(byTag, { bytes: manifest, mediaType: OCI_MANIFEST_MEDIA_TYPE, digest });
     assert.deepEqual(await client.getManifest('app', digest), byTag);
     const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests: [{ mediaType: OCI_MANIFEST_MEDIA_TYPE, digest, size: manifest.length, platform: { architecture: 'amd64', os: 'linux' } }] }));
-    const indexDigest = await client.putManifest('app', 'multi', index, OCI_INDEX_MEDIA_TYPE);
+    const { digest: indexDigest } = await client.putManifest('app', 'multi', index, OCI_INDEX_MEDIA_TYPE);
     assert.equal((await client.getManifest('app', 'multi')).mediaType, OCI_INDEX_MEDIA_TYPE);
     assert.equal((await client.getManifest('app', indexDigest)).digest, indexDigest);
     await assert.rejects(client.putManifest('app', 'broken', ociManifest({ digest: configDigest, size: config.length }, [{ digest: ociDigest(Buffer.from('never uploaded')), size: 14 }]), OCI_MANIFEST_MEDIA_TYPE), isError('bad-input', /MANIFEST_BLOB_UNKNOWN/));

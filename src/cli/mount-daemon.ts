@@ -1,0 +1,262 @@
+/**
+ * The mount daemon, seen from both ends. `startMountDaemon` spawns it in
+ * the background (detached, logging to a file) and waits for one JSON line
+ * on a pipe saying it serves (with the manifest it mounted and the image's
+ * container config, which `tessera run` needs) or why it failed.
+ * `serveMount` is the daemon itself: open the image with the caches in
+ * front, serve it, prefetch and record if asked, clean up at unmount.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { StatsRecorder } from '../cache/cache-stats.js';
+import type { OciDigest } from '../chunk/digest.js';
+import type { DiskCache } from '../cache/disk-cache.js';
+import { EXIT_CODES, TesseraError, type ErrorKind } from '../errors.js';
+import type { ContainerConfig } from '../format/manifest.js';
+import type { ChunkOrder, Profile } from '../format/profile.js';
+import { serveImage } from '../fuse/daemon.js';
+import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
+import { AccessRecorder } from '../image/access-recorder.js';
+import { fetchInBackground } from '../image/background-fetch.js';
+import type { Image } from '../image/image.js';
+import { checkProfileFits, describeCommand, fetchProfiles, mergeOrders } from '../image/profiles.js';
+import { ReadAhead } from '../image/read-ahead.js';
+import { stderrLogger, type Logger } from '../log.js';
+import type { BlobSource } from '../store/blob-store.js';
+import { formatRef, parseRef } from '../store/ref.js';
+import { accessOf, openImageWithCache, registryArgs, statsRecorderFor, type RegistryFlags } from './open-image.js';
+
+export interface DaemonOptions {
+  refText: string;
+  /** Absolute. */
+  mountpoint: string;
+  cacheDir: string;
+  /** Checked already (parseMountOptions). */
+  fuseOptions: readonly string[];
+  registry: RegistryFlags;
+  prefetch?: boolean;
+  /** Write the chunks reads touch, in order, to this file at unmount (tessera optimize). */
+  record?: string;
+  /** Where the daemon logs; default <cache-dir>/logs/<mountpoint>.log. */
+  log?: string;
+}
+
+/** The daemon tells its parent it is ready (or why it failed) with one JSON line on its ready fd. */
+interface ReadyMessage {
+  ready?: boolean;
+  manifest?: string;
+  container?: ContainerConfig;
+  error?: string;
+  kind?: ErrorKind;
+}
+
+export interface StartedDaemon {
+  pid: number;
+  logFile: string;
+  /** The manifest digest the mount serves. */
+  manifest: string;
+  container?: ContainerConfig;
+}
+
+export function defaultLogFile(cacheDir: string, mountpoint: string): string {
+  return path.join(cacheDir, 'logs', `${mountpoint.replace(/\//g, '_').replace(/^_/, '') || 'root'}.log`);
+}
+
+/** Starts the daemon in the background; resolves once the mount serves, rejects with the daemon's own error otherwise. */
+export async function startMountDaemon(options: DaemonOptions): Promise<StartedDaemon> {
+  const logFile = path.resolve(options.log ?? defaultLogFile(options.cacheDir, options.mountpoint));
+  fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
+  const logFd = fs.openSync(logFile, 'a', 0o600);
+  const args = [
+    process.argv[1]!,
+    'mount',
+    '--foreground',
+    '--ready-fd',
+    '3',
+    '--log',
+    logFile,
+    '--cache-dir',
+    options.cacheDir,
+    ...(options.prefetch ? ['--prefetch'] : []),
+    ...(options.record ? ['--record', path.resolve(options.record)] : []),
+    ...registryArgs(options.registry),
+    ...options.fuseOptions.flatMap((o) => ['-o', o]),
+    options.refText,
+    options.mountpoint,
+  ];
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
+  fs.closeSync(logFd);
+  const message = await new Promise<ReadyMessage>((resolve) => {
+    let text = '';
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.setEncoding('utf8');
+    pipe.on('data', (data: string) => {
+      text += data;
+      const newline = text.indexOf('\n');
+      if (newline >= 0) resolve(JSON.parse(text.slice(0, newline)) as ReadyMessage);
+    });
+    child.on('exit', (code) => resolve({ error: `the mount daemon exited (code ${code}) before the mount was ready; see ${logFile}`, kind: 'internal' }));
+    child.on('error', (error) => resolve({ error: `cannot start the mount daemon: ${error.message}`, kind: 'internal' }));
+  });
+  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+  if (!message.ready || message.manifest === undefined || child.pid === undefined) {
+    throw new TesseraError(message.kind ?? 'internal', message.error ?? 'the mount daemon failed');
+  }
+  child.unref();
+  return { pid: child.pid, logFile, manifest: message.manifest, ...(message.container ? { container: message.container } : {}) };
+}
+
+/** The daemon: serves the mount until it is unmounted. With readyFd, reports readiness (or failure) there instead of throwing. */
+export async function serveMount(options: DaemonOptions, readyFd: number | undefined): Promise<void> {
+  const { refText, mountpoint, cacheDir } = options;
+  const log = stderrLogger();
+  const tell = (message: ReadyMessage): void => {
+    if (readyFd === undefined) return;
+    fs.writeSync(readyFd, `${JSON.stringify(message)}\n`);
+    fs.closeSync(readyFd);
+    readyFd = undefined;
+  };
+  let image: Image | undefined;
+  let recorder: StatsRecorder | undefined;
+  let access: AccessRecorder | undefined;
+  let prefetch: BackgroundPrefetch | undefined;
+  try {
+    const opened = await openImageWithCache(refText, {
+      cacheDir,
+      access: accessOf(options.registry),
+      // The profiles need only the digest: fetch them while the rest of the image opens.
+      onManifest: (descriptor, source) => {
+        if (options.prefetch) prefetch = new BackgroundPrefetch(log, () => fetchProfilesOf(source, descriptor.digest, log));
+      },
+    });
+    image = opened.image;
+    if (opened.disk) {
+      recorder = statsRecorderFor(image, opened.disk);
+      recorder.start();
+    }
+    if (options.record !== undefined) {
+      access = new AccessRecorder();
+      image.record(access);
+    }
+    const readAhead = new ReadAhead(image);
+    // From now, not from when the mount is ready: the kernel's mount and a
+    // container runtime's setup take long enough to fetch a start's first chunks.
+    if (prefetch !== undefined && opened.disk) prefetch.start(image, opened.disk, readAhead);
+    const served = image;
+    await serveImage({
+      image,
+      sourceName: formatRef(parseRef(refText)),
+      mountpoint,
+      fuseOptions: options.fuseOptions,
+      log,
+      readAhead,
+      onReady: () => {
+        const background = readyFd !== undefined;
+        writeMountRecord({ pid: process.pid, ref: refText, manifest: served.manifestDigest, mountpoint, cacheDir, ...(options.log ? { log: options.log } : {}) });
+        tell({ ready: true, manifest: served.manifestDigest, ...(served.config.container ? { container: served.config.container } : {}) });
+        if (!background) process.stdout.write(`mounted ${refText} at ${mountpoint}; serving until unmounted\n`);
+      },
+    });
+  } catch (error) {
+    const kind = error instanceof TesseraError ? error.kind : 'internal';
+    const text = error instanceof Error ? error.message : String(error);
+    log.error(`mount of ${refText} at ${mountpoint} failed: ${text}`);
+    if (readyFd !== undefined) {
+      tell({ error: text, kind });
+      process.exitCode = EXIT_CODES[kind];
+      return;
+    }
+    throw error;
+  } finally {
+    prefetch?.stop();
+    recorder?.stop();
+    if (access !== undefined && image !== undefined && options.record !== undefined) writeRecording(options.record, image.manifestDigest, access);
+    removeMountRecord(mountpoint, process.pid);
+    await image?.source.close();
+  }
+}
+
+/** What `--record` writes at unmount, for tessera optimize. */
+export interface Recording extends ChunkOrder {
+  /** The manifest the mount served: what the profile is for. */
+  manifest: string;
+}
+
+function writeRecording(file: string, manifest: string, access: AccessRecorder): void {
+  const recording: Recording = { manifest, ...access.result() };
+  fs.writeFileSync(file, JSON.stringify(recording), { mode: 0o600 });
+}
+
+async function fetchProfilesOf(source: BlobSource, digest: OciDigest, log: Logger): Promise<Profile[]> {
+  const store = source.referrers?.();
+  if (store === undefined) return [];
+  try {
+    return await fetchProfiles(store, digest, (message) => log.warn(`prefetch: ${message}`));
+  } catch (error) {
+    log.warn(`prefetch: cannot list the image's profiles (${error instanceof Error ? error.message : String(error)}); fetching it in chunk order`);
+    return [];
+  }
+}
+
+/**
+ * --prefetch: what the image's profiles name first, in their order, then
+ * the whole image, into the cache behind the reads; logged as it goes.
+ */
+class BackgroundPrefetch {
+  private stopped = false;
+  private readonly started = Date.now();
+  private readonly profiles: Promise<Profile[]>;
+
+  constructor(
+    private readonly log: Logger,
+    fetch: () => Promise<Profile[]>,
+  ) {
+    this.profiles = fetch();
+  }
+
+  start(image: Image, disk: DiskCache, readAhead: ReadAhead): void {
+    this.run(image, disk, readAhead).catch((error: unknown) => {
+      if (!this.stopped) this.log.warn(`prefetch stopped: ${error instanceof Error ? error.message : String(error)}; reads fetch what they need`);
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private seconds(): string {
+    return ((Date.now() - this.started) / 1000).toFixed(1);
+  }
+
+  private async run(image: Image, disk: DiskCache, readAhead: ReadAhead): Promise<void> {
+    const profiles = (await this.profiles).filter((profile) => {
+      try {
+        checkProfileFits(profile, image, `profile of ${describeCommand(profile.command)}`);
+        return true;
+      } catch (error) {
+        this.log.warn(`prefetch: ignoring it: ${(error as Error).message}`);
+        return false;
+      }
+    });
+    const first = profiles.length > 0 ? mergeOrders(profiles) : undefined;
+    if (first !== undefined) {
+      const wanted = new Set(first.chunks);
+      readAhead.only = (index) => wanted.has(index);
+      this.log.info(`prefetch: ${profiles.length} profile(s) (${profiles.map((p) => describeCommand(p.command)).join('; ')}): ${first.treeChunks.length + first.chunks.length} chunks first`);
+    } else {
+      this.log.info('prefetch: the image has no profile (tessera optimize records one); fetching it in chunk order');
+    }
+    const result = await fetchInBackground(image, {
+      holds: (chunk) => disk.has(chunk),
+      shouldStop: () => this.stopped,
+      ...(first ? { first } : {}),
+      onFirstDone: () => {
+        readAhead.only = undefined;
+        if (first !== undefined && !this.stopped) this.log.info(`prefetch: the profiles' chunks are all cached, ${this.seconds()} s after the mount started`);
+      },
+    });
+    if (this.stopped) return;
+    this.log.info(`prefetch done: ${result.fetched} of ${result.chunks} chunks fetched, the rest were cached (${this.seconds()} s)`);
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * A prefetch profile: which chunks of one image a command (a container
+ * start) read, in the order it first read them. `tessera optimize` records
+ * one; `tessera prefetch` and `tessera mount --prefetch` fetch its chunks
+ * first, in that order, so a later start finds them waiting.
+ *
+ * A profile is stored beside its image as an OCI 1.1 artifact: a manifest
+ * with `artifactType` application/vnd.tessera.profile.v1, the empty config,
+ * the profile as its one layer, and `subject` naming the image manifest, so
+ * registries list it among the image's referrers and copy it with it. The
+ * command and the time are annotations on that manifest, which the
+ * referrers listing carries, so a reader picks a profile without fetching
+ * them all.
+ *
+ * Chunks are named by their index in the image's tables (the superblock's
+ * tree chunks, the tree's chunk table): the subject pins the image, and an
+ * index is a few bytes where a digest is 32. Runs of consecutive indices
+ * (a file read from start to end) are stored as [first, count] pairs.
+ */
+import { corrupt } from '../errors.js';
+import { ociDigest, isOciDigest, type OciDigest } from '../chunk/digest.js';
+import { encodeJson, isRecord, parseDescriptor, parseJson, type Descriptor, type ImageManifest } from './manifest.js';
+import { OCI_EMPTY_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE, TESSERA_PROFILE_MEDIA_TYPE } from './media-types.js';
+
+/** What the recorded start read, in order of first read. */
+export interface ChunkOrder {
+  /** Indices into the superblock's tree chunks. */
+  treeChunks: number[];
+  /** Indices into the tree's chunk table. */
+  chunks: number[];
+}
+
+export interface Profile extends ChunkOrder {
+  formatVersion: 1;
+  /** The image manifest it was recorded on. */
+  image: OciDigest;
+  /** The command, as given to `tessera optimize`. */
+  command: string[];
+  /** How long the recorded run took, in seconds. */
+  seconds: number;
+}
+
+/** Annotations on the profile's manifest (and so in referrers listings). */
+export const PROFILE_COMMAND_ANNOTATION = 'dev.tessera.profile.command';
+export const CREATED_ANNOTATION = 'org.opencontainers.image.created';
+
+/** More chunks than any start reads (4 Mi chunks are 256 GiB): bounds what a hostile profile can make a reader allocate. */
+export const MAX_PROFILE_ENTRIES = 1 << 22;
+
+/** The OCI empty descriptor's content: the config of an artifact that needs none. */
+export const EMPTY_CONFIG = Buffer.from('{}');
+
+/** [first, count] runs of an index list, in order. */
+function toRuns(indices: readonly number[]): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const index of indices) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last[0] + last[1] === index) last[1] += 1;
+    else runs.push([index, 1]);
+  }
+  return runs;
+}
+
+function fromRuns(value: unknown, what: string): number[] {
+  if (!Array.isArray(value)) throw corrupt(`${what}: not a list of [first, count] runs`);
+  const indices: number[] = [];
+  for (const [i, run] of value.entries()) {
+    if (!Array.isArray(run) || run.length !== 2) throw corrupt(`${what}[${i}]: not a [first, count] pair`);
+    const [first, count] = run as unknown[];
+    if (!Number.isSafeInteger(first) || (first as number) < 0 || !Number.isSafeInteger(count) || (count as number) < 1) {
+      throw corrupt(`${what}[${i}]: ${JSON.stringify(run)} is not a run of chunk indices`);
+    }
+    if (indices.length + (count as number) > MAX_PROFILE_ENTRIES) throw corrupt(`${what}: more than ${MAX_PROFILE_ENTRIES} chunks`);
+    for (let k = 0; k < (count as number); k++) indices.push((first as number) + k);
+  }
+  return indices;
+}
+
+export function encodeProfile(profile: Profile): Buffer {
+  return encodeJson({
+    formatVersion: profile.formatVersion,
+    image: profile.image,
+    command: profile.command,
+    seconds: profile.seconds,
+    treeChunks: toRuns(profile.treeChunks),
+    chunks: toRuns(profile.chunks),
+  });
+}
+
+export function decodeProfile(bytes: Buffer, what: string): Profile {
+  const value = parseJson(bytes, what);
+  if (!isRecord(value)) throw corrupt(`${what}: a profile is a JSON object`);
+  if (value.formatVersion !== 1) throw corrupt(`${what}: profile format ${JSON.stringify(value.formatVersion)} is not one this tessera reads (1)`);
+  if (!isOciDigest(value.image)) throw corrupt(`${what}: "image" is not a sha256 digest`);
+  const command = value.command;
+  if (!Array.isArray(command) || command.length === 0 || !command.every((word) => typeof word === 'string')) {
+    throw corrupt(`${what}: "command" is not a non-empty list of strings`);
+  }
+  const seconds = value.seconds;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) throw corrupt(`${what}: "seconds" is not a duration`);
+  return {
+    formatVersion: 1,
+    image: value.image,
+    command: command as string[],
+    seconds,
+    treeChunks: fromRuns(value.treeChunks, `${what}: treeChunks`),
+    chunks: fromRuns(value.chunks, `${what}: chunks`),
+  };
+}
+
+export function emptyConfigDescriptor(): Descriptor {
+  return { mediaType: OCI_EMPTY_MEDIA_TYPE, digest: ociDigest(EMPTY_CONFIG), size: EMPTY_CONFIG.length };
+}
+
+/** The artifact manifest that attaches a profile blob to its image. */
+export function buildProfileManifest(profile: { digest: OciDigest; size: number }, subject: Descriptor, command: readonly string[], created: Date): ImageManifest {
+  return {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST_MEDIA_TYPE,
+    artifactType: TESSERA_PROFILE_ARTIFACT_TYPE,
+    config: emptyConfigDescriptor(),
+    layers: [{ mediaType: TESSERA_PROFILE_MEDIA_TYPE, digest: profile.digest, size: profile.size }],
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    annotations: { [CREATED_ANNOTATION]: created.toISOString(), [PROFILE_COMMAND_ANNOTATION]: JSON.stringify(command) },
+  };
+}
+
+/** A profile manifest, checked: its one layer (the profile blob) and its subject. */
+export function parseProfileManifest(bytes: Buffer, what: string): { profile: Descriptor; subject: Descriptor } {
+  const value = parseJson(bytes, what);
+  if (!isRecord(value)) throw corrupt(`${what}: manifest is not a JSON object`);
+  if (value.artifactType !== TESSERA_PROFILE_ARTIFACT_TYPE) throw corrupt(`${what}: not a tessera profile (artifactType ${JSON.stringify(value.artifactType)})`);
+  if (!Array.isArray(value.layers) || value.layers.length !== 1) throw corrupt(`${what}: a profile manifest has exactly one layer`);
+  const profile = parseDescriptor(value.layers[0], `${what}: layer 0`);
+  if (profile.mediaType !== TESSERA_PROFILE_MEDIA_TYPE) throw corrupt(`${what}: layer 0 has media type ${profile.mediaType}, expected ${TESSERA_PROFILE_MEDIA_TYPE}`);
+  // A profile is a few kilobytes; a huge one is hostile.
+  if (profile.size > 64 * 1024 * 1024) throw corrupt(`${what}: a ${profile.size}-byte profile is more than tessera reads`);
+  if (value.subject === undefined) throw corrupt(`${what}: a profile manifest without a subject`);
+  return { profile, subject: parseDescriptor(value.subject, `${what}: subject`) };
+}
+
+/** The command a referrer descriptor's annotations name, if it is a tessera profile with one. */
+export function profileCommandOf(descriptor: Descriptor): string[] | undefined {
+  const text = descriptor.annotations?.[PROFILE_COMMAND_ANNOTATION];
+  if (text === undefined) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return Array.isArray(parsed) && parsed.every((word) => typeof word === 'string') ? (parsed as string[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}

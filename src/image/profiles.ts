@@ -1,0 +1,151 @@
+/**
+ * The prefetch profiles of an image, kept beside it as referrers (see
+ * format/profile.ts): attach one, find them, read them, copy them along
+ * with the image. One profile per command: recording a command again
+ * replaces its profile; different commands keep their own.
+ */
+import { ociDigest, type OciDigest } from '../chunk/digest.js';
+import { corrupt } from '../errors.js';
+import { encodeJson, type Descriptor } from '../format/manifest.js';
+import { TESSERA_PROFILE_ARTIFACT_TYPE } from '../format/media-types.js';
+import {
+  buildProfileManifest,
+  CREATED_ANNOTATION,
+  decodeProfile,
+  EMPTY_CONFIG,
+  emptyConfigDescriptor,
+  encodeProfile,
+  parseProfileManifest,
+  profileCommandOf,
+  type ChunkOrder,
+  type Profile,
+} from '../format/profile.js';
+import type { ReferrerStore } from '../store/blob-store.js';
+import type { Image } from './image.js';
+
+/** A profile as listed among an image's referrers: its manifest, command and time, not yet read. */
+export interface ListedProfile {
+  manifest: Descriptor;
+  command: string[];
+  created: string;
+}
+
+const sameCommand = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((word, i) => word === b[i]);
+
+/**
+ * The image's profiles, newest first, one per command (the newest: a
+ * registry with a referrers API keeps the ones a new recording replaced).
+ */
+export async function listProfiles(store: ReferrerStore, image: OciDigest): Promise<ListedProfile[]> {
+  const listed: ListedProfile[] = [];
+  for (const descriptor of await store.listReferrers(image)) {
+    if (descriptor.artifactType !== TESSERA_PROFILE_ARTIFACT_TYPE) continue;
+    const command = profileCommandOf(descriptor);
+    if (command === undefined) continue;
+    listed.push({ manifest: descriptor, command, created: descriptor.annotations?.[CREATED_ANNOTATION] ?? '' });
+  }
+  listed.sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
+  return listed.filter((entry, i) => listed.findIndex((other) => sameCommand(other.command, entry.command)) === i);
+}
+
+/** Reads a listed profile and checks that it was recorded on this image (its manifest digest). */
+export async function readProfile(store: ReferrerStore, listed: ListedProfile, image: OciDigest): Promise<Profile> {
+  const what = `${store.name}: profile ${listed.manifest.digest}`;
+  const { profile: blob, subject } = parseProfileManifest(await store.fetchManifest(listed.manifest), what);
+  if (subject.digest !== image) throw corrupt(`${what} is for ${subject.digest}, not ${image}`);
+  const profile = decodeProfile(await store.fetchBlob(blob), what);
+  if (profile.image !== image) throw corrupt(`${what} was recorded on ${profile.image}, not ${image}`);
+  return profile;
+}
+
+/** Checks that a profile's indices fit the image's tables (a profile for another image would not). */
+export function checkProfileFits(profile: Profile, image: Image, what: string): Profile {
+  const trees = image.superblock.treeChunks.length;
+  const chunks = image.tree.header.chunks.count;
+  if (profile.treeChunks.some((index) => index >= trees)) throw corrupt(`${what} names tree chunks past the image's ${trees}`);
+  if (profile.chunks.some((index) => index >= chunks)) throw corrupt(`${what} names chunks past the image's ${chunks}`);
+  return profile;
+}
+
+/** Stores a profile beside its image (replacing the one for the same command); returns the profile manifest's descriptor. */
+export async function attachProfile(store: ReferrerStore, subject: Descriptor, profile: Profile, created = new Date()): Promise<Descriptor> {
+  const replaces = (await listProfiles(store, subject.digest).catch(() => [])).filter((entry) => sameCommand(entry.command, profile.command));
+  const blob = encodeProfile(profile);
+  if (!(await store.hasBlob(emptyConfigDescriptor().digest))) await store.putBlob(EMPTY_CONFIG);
+  const stored = await store.putBlob(blob);
+  const manifest = buildProfileManifest(stored, subject, profile.command, created);
+  const bytes = encodeJson(manifest);
+  const descriptor: Descriptor = { mediaType: manifest.mediaType, digest: ociDigest(bytes), size: bytes.length, artifactType: TESSERA_PROFILE_ARTIFACT_TYPE, annotations: manifest.annotations ?? {} };
+  await store.putReferrer(bytes, descriptor, subject.digest, replaces.map((entry) => entry.manifest.digest));
+  return descriptor;
+}
+
+/** Copies the image's profiles from one store to another (after the image itself); returns how many. */
+export async function copyProfiles(from: ReferrerStore, to: ReferrerStore, subject: OciDigest): Promise<number> {
+  const profiles = await listProfiles(from, subject);
+  if (profiles.length === 0) return 0;
+  const there = await listProfiles(to, subject).catch(() => []);
+  let copied = 0;
+  for (const listed of profiles) {
+    if (there.some((entry) => entry.manifest.digest === listed.manifest.digest)) continue;
+    const bytes = await from.fetchManifest(listed.manifest);
+    const { profile } = parseProfileManifest(bytes, `${from.name}: profile ${listed.manifest.digest}`);
+    for (const [descriptor, data] of [
+      [emptyConfigDescriptor(), EMPTY_CONFIG],
+      [profile, undefined],
+    ] as const) {
+      if (await to.hasBlob(descriptor.digest)) continue;
+      await to.putBlob(data ?? (await from.fetchBlob(descriptor)));
+    }
+    const replaces = there.filter((entry) => sameCommand(entry.command, listed.command)).map((entry) => entry.manifest.digest);
+    await to.putReferrer(bytes, listed.manifest, subject, replaces);
+    copied += 1;
+  }
+  return copied;
+}
+
+/** Several profiles as one fetch order: each in its order, newest first, every chunk once. */
+export function mergeOrders(orders: readonly ChunkOrder[]): ChunkOrder {
+  const tree = new Set<number>();
+  const data = new Set<number>();
+  for (const order of orders) {
+    for (const index of order.treeChunks) tree.add(index);
+    for (const index of order.chunks) data.add(index);
+  }
+  return { treeChunks: [...tree], chunks: [...data] };
+}
+
+/**
+ * The image's profiles that can be read, newest first; one that cannot is
+ * reported to `warn` and left out. Needs only the manifest digest, so a
+ * mount can fetch them while it opens the image; checkProfileFits then.
+ */
+export async function fetchProfiles(store: ReferrerStore, image: OciDigest, warn: (message: string) => void): Promise<Profile[]> {
+  const profiles: Profile[] = [];
+  for (const listed of await listProfiles(store, image)) {
+    try {
+      profiles.push(await readProfile(store, listed, image));
+    } catch (error) {
+      warn(`ignoring profile ${listed.manifest.digest} (${describeCommand(listed.command)}): ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return profiles;
+}
+
+/** fetchProfiles for an opened image, each checked against its tables. */
+export async function readProfiles(store: ReferrerStore, image: Image, warn: (message: string) => void): Promise<Profile[]> {
+  return (await fetchProfiles(store, image.manifestDigest, warn)).filter((profile) => {
+    try {
+      checkProfileFits(profile, image, `profile of ${describeCommand(profile.command)}`);
+      return true;
+    } catch (error) {
+      warn(`ignoring it: ${(error as Error).message}`);
+      return false;
+    }
+  });
+}
+
+/** A command in words, for messages: `python3 -c 'import os'`. */
+export function describeCommand(command: readonly string[]): string {
+  return command.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
