@@ -7,8 +7,10 @@
  * then sit once in the page cache. Content-addressed, so every image and
  * every process on the host shares it without coordination: a chunk is
  * written to tmp/ and renamed into place, so nobody ever sees a partial
- * file, and two writers of one chunk write the same bytes. Entries are
- * verified when read; a bad one is removed and fetched again.
+ * file, and two writers of one chunk write the same bytes; a chunk
+ * another process is fetching is waited for, not fetched again
+ * (fetch-claims.ts). Entries are verified when read; a bad one is removed
+ * and fetched again.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -18,6 +20,7 @@ import { describeSystemError, ioError, isSystemError } from '../errors.js';
 import { sha256 } from '../chunk/digest.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import type { ChunkStore, Priority } from '../store/chunk-store.js';
+import { FetchClaims } from './fetch-claims.js';
 
 export interface DiskCacheStats {
   hits: number;
@@ -28,8 +31,12 @@ export interface DiskCacheStats {
 
 export class DiskCache {
   readonly stats: DiskCacheStats = { hits: 0, misses: 0, corrupt: 0, bytesWritten: 0 };
+  /** Which chunks other processes sharing this cache are fetching now. */
+  readonly claims: FetchClaims;
 
-  private constructor(readonly dir: string) {}
+  private constructor(readonly dir: string) {
+    this.claims = new FetchClaims(path.join(dir, 'tmp'));
+  }
 
   static async open(dir: string): Promise<DiskCache> {
     try {
@@ -60,14 +67,14 @@ export class DiskCache {
    * microseconds, where the thread pool's open/stat/read/close round trips
    * took most of the time of a cached read.
    */
-  read(chunk: ChunkRecord): Buffer | undefined {
+  read(chunk: ChunkRecord, countMiss = true): Buffer | undefined {
     const file = this.chunkPath(chunk.digest);
     let fd: number;
     try {
       fd = fs.openSync(file, 'r');
     } catch (error) {
       if (isSystemError(error, 'ENOENT')) {
-        this.stats.misses += 1;
+        if (countMiss) this.stats.misses += 1;
         return undefined;
       }
       throw ioError(`cannot read cached chunk ${file}: ${describeSystemError(error)}`);
@@ -132,9 +139,31 @@ export class DiskCachedStore implements ChunkStore {
   async get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {
     const cached = this.cache.read(chunk);
     if (cached !== undefined) return cached;
-    const data = await this.origin.get(chunk, priority);
-    // A full disk must not fail the read: the data is good, only not kept.
-    await this.cache.write(chunk, data).catch(() => undefined);
-    return data;
+    const key = chunk.digest.toString('hex');
+    const { claims } = this.cache;
+    let claim = claims.claim(key);
+    if (claim === 'theirs') {
+      // Another process is fetching it: one download is enough.
+      await claims.waitForRelease(key, CLAIM_WAIT_MS);
+      const fetched = this.cache.read(chunk, false);
+      if (fetched !== undefined) return fetched;
+      claim = claims.claim(key);
+    }
+    try {
+      const data = await this.origin.get(chunk, priority);
+      // A full disk must not fail the read: the data is good, only not kept.
+      await this.cache.write(chunk, data).catch(() => undefined);
+      return data;
+    } finally {
+      if (claim === 'mine') claims.release(key);
+    }
   }
 }
+
+/**
+ * How long a read waits for another process's fetch of a chunk before it
+ * fetches for itself: that fetch is one batch of ranged requests (at most
+ * 8 MiB: under a second at 100 Mbit/s), well under this unless that
+ * process is stuck, and a read must fail or succeed within seconds.
+ */
+const CLAIM_WAIT_MS = 5_000;

@@ -2,23 +2,34 @@
 /**
  * tessera: build, store and lazily mount filesystem images.
  * Each subcommand lives in its own module; this file only assembles them.
+ *
+ * Only the module of the subcommand asked for is loaded (all of them for
+ * help, a version or a mistake): a container start runs tessera twice
+ * (run, then the mount daemon), and loading every command's dependencies
+ * cost each of them about a tenth of a second.
  */
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES } from '../errors.js';
-import { registerBuild } from './build.js';
-import { registerCache } from './cache.js';
-import { registerDiff } from './diff.js';
-import { registerPull } from './pull.js';
-import { registerPush } from './push.js';
-import { registerRun } from './run.js';
-import { registerDemo } from './demo.js';
-import { registerExtract } from './extract.js';
-import { registerImport } from './import.js';
-import { registerInspect } from './inspect.js';
-import { registerMount } from './mount.js';
-import { registerOptimize } from './optimize.js';
-import { registerPrefetch } from './prefetch.js';
-import { registerUmount } from './umount.js';
+
+type Register = (program: Command) => void;
+
+/** In the order `tessera --help` lists them. */
+const COMMANDS: ReadonlyArray<[names: string[], load: () => Promise<Register>]> = [
+  [['build'], async () => (await import('./build.js')).registerBuild],
+  [['import'], async () => (await import('./import.js')).registerImport],
+  [['push'], async () => (await import('./push.js')).registerPush],
+  [['pull'], async () => (await import('./pull.js')).registerPull],
+  [['mount'], async () => (await import('./mount.js')).registerMount],
+  [['umount', 'unmount'], async () => (await import('./umount.js')).registerUmount],
+  [['run'], async () => (await import('./run.js')).registerRun],
+  [['optimize'], async () => (await import('./optimize.js')).registerOptimize],
+  [['prefetch'], async () => (await import('./prefetch.js')).registerPrefetch],
+  [['extract'], async () => (await import('./extract.js')).registerExtract],
+  [['inspect'], async () => (await import('./inspect.js')).registerInspect],
+  [['diff'], async () => (await import('./diff.js')).registerDiff],
+  [['cache'], async () => (await import('./cache.js')).registerCache],
+  [['demo'], async () => (await import('./demo.js')).registerDemo],
+];
 
 const program = new Command();
 program
@@ -28,20 +39,9 @@ program
   .showHelpAfterError('(add --help for usage)')
   .exitOverride();
 
-registerBuild(program);
-registerImport(program);
-registerPush(program);
-registerPull(program);
-registerMount(program);
-registerUmount(program);
-registerRun(program);
-registerOptimize(program);
-registerPrefetch(program);
-registerExtract(program);
-registerInspect(program);
-registerDiff(program);
-registerCache(program);
-registerDemo(program);
+const asked = process.argv[2];
+const chosen = COMMANDS.filter(([names]) => asked !== undefined && names.includes(asked));
+for (const [, load] of chosen.length > 0 ? chosen : COMMANDS) (await load())(program);
 
 try {
   await program.parseAsync(process.argv);

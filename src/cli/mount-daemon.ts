@@ -18,9 +18,9 @@ import type { ChunkOrder, Profile } from '../format/profile.js';
 import { serveImage } from '../fuse/daemon.js';
 import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
 import { AccessRecorder } from '../image/access-recorder.js';
-import { fetchInBackground } from '../image/background-fetch.js';
+import { fetchInBackground, fetchSmallMetadata } from '../image/background-fetch.js';
 import type { Image } from '../image/image.js';
-import { checkProfileFits, describeCommand, fetchProfiles, mergeOrders } from '../image/profiles.js';
+import { describeCommand, fetchProfiles, keepFitting, mergeOrders } from '../image/profiles.js';
 import { ReadAhead } from '../image/read-ahead.js';
 import { stderrLogger, type Logger } from '../log.js';
 import type { BlobSource } from '../store/blob-store.js';
@@ -140,6 +140,9 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
       image.record(access);
     }
     const readAhead = new ReadAhead(image);
+    const disk = opened.disk;
+    // With --prefetch, the metadata comes right after the profiles' chunks instead.
+    if (disk !== undefined && prefetch === undefined) fetchSmallMetadata(image, (chunk) => disk.has(chunk));
     // From now, not from when the mount is ready: the kernel's mount and a
     // container runtime's setup take long enough to fetch a start's first chunks.
     if (prefetch !== undefined && opened.disk) prefetch.start(image, opened.disk, readAhead);
@@ -230,15 +233,7 @@ class BackgroundPrefetch {
   }
 
   private async run(image: Image, disk: DiskCache, readAhead: ReadAhead): Promise<void> {
-    const profiles = (await this.profiles).filter((profile) => {
-      try {
-        checkProfileFits(profile, image, `profile of ${describeCommand(profile.command)}`);
-        return true;
-      } catch (error) {
-        this.log.warn(`prefetch: ignoring it: ${(error as Error).message}`);
-        return false;
-      }
-    });
+    const profiles = keepFitting(await this.profiles, image, (message) => this.log.warn(`prefetch: ${message}`));
     const first = profiles.length > 0 ? mergeOrders(profiles) : undefined;
     if (first !== undefined) {
       const wanted = new Set(first.chunks);

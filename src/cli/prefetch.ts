@@ -11,9 +11,12 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
+import { metadataIsSmall } from '../image/background-fetch.js';
 import { fetchChunks } from '../image/fetch-chunks.js';
-import { describeCommand, mergeOrders, readProfiles } from '../image/profiles.js';
+import type { Profile } from '../format/profile.js';
+import { describeCommand, fetchProfiles, keepFitting, mergeOrders } from '../image/profiles.js';
 import { action } from './command.js';
+import type { RegistryAccess } from '../registry/registry-store.js';
 import { accessOf, addRegistryOptions, openImageWithCache, statsRecorderFor, type RegistryFlags } from './open-image.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
@@ -26,6 +29,8 @@ interface PrefetchFlags extends RegistryFlags {
 /** Compressed bytes per batch, and batches at once: many requests in flight hide the round trips, and memory stays bounded. */
 const BATCH_BYTES = 8 * 1024 * 1024;
 const PARALLEL = 4;
+/** In order, beside a start: small enough that the first batches arrive while the start needs them. */
+const ORDERED_BATCH_BYTES = 512 * 1024;
 
 export function registerPrefetch(program: Command): void {
   const command = program
@@ -38,68 +43,122 @@ export function registerPrefetch(program: Command): void {
   addRegistryOptions(command).action(action('prefetch', runPrefetch));
 }
 
-async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void> {
-  const started = Date.now();
-  const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
-  const { image, disk } = await openImageWithCache(refText, { cacheDir, memoryCacheBytes: 1, access: accessOf(flags) });
+export interface PrefetchOptions {
+  cacheDir: string;
+  access: RegistryAccess;
+  /** Everything, the profiles first. */
+  all?: boolean;
+  /**
+   * In the profiles' order, in small batches, so what a start reads first
+   * comes first (for a start that runs meanwhile); otherwise in pack order,
+   * the fewest requests.
+   */
+  ordered?: boolean;
+  shouldStop?: () => boolean;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  warn: (message: string) => void;
+}
+
+export interface PrefetchFigures {
+  digest: string;
+  /** What was fetched, in words: "profiles", "metadata (no profile)", ... */
+  fetched: string;
+  profiles: string[][];
+  chunks: number;
+  alreadyCached: number;
+  fetchedChunks: number;
+  fetchedBytes: number;
+  requests: number;
+}
+
+/** Fills the cache with what a start of the image needs (what `tessera prefetch` does); `tessera run --prefetch` runs it beside the mount. */
+export async function prefetchImage(refText: string, options: PrefetchOptions): Promise<PrefetchFigures> {
+  // The profiles need only the manifest's digest: fetched while the rest of the image opens.
+  let fetching: Promise<Profile[]> = Promise.resolve([]);
+  const { image, disk } = await openImageWithCache(refText, {
+    cacheDir: options.cacheDir,
+    memoryCacheBytes: 1,
+    access: options.access,
+    onManifest: (descriptor, source) => {
+      const store = source.referrers?.();
+      if (store !== undefined) fetching = fetchProfiles(store, descriptor.digest, options.warn);
+    },
+  });
   const recorder = statsRecorderFor(image, disk!);
-  const progress = byteProgress('prefetching', !flags.json);
   try {
-    const store = image.source.referrers?.();
-    const profiles = store === undefined ? [] : await readProfiles(store, image, (message) => process.stderr.write(`tessera prefetch: ${message}\n`));
+    const profiles = keepFitting(await fetching, image, options.warn);
     const treeChunks = image.superblock.treeChunks;
     const phases: ChunkRecord[][] = [];
+    // The metadata whole when a mount would fetch it whole (so the start
+    // after this fetches nothing), else what the profiles name of it; beside
+    // a start (ordered), only what the profiles name: the start waits on it.
+    const metadata = metadataIsSmall(image) && !options.ordered ? [...treeChunks] : [];
     if (profiles.length > 0) {
       const order = mergeOrders(profiles);
-      phases.push([...order.treeChunks.map((index) => treeChunks[index]!), ...(await Promise.all(order.chunks.map((index) => image.tree.chunk(index))))]);
-    } else if (!flags.all) {
+      phases.push([...order.treeChunks.map((index) => treeChunks[index]!), ...metadata, ...(await Promise.all(order.chunks.map((index) => image.tree.chunk(index))))]);
+    } else if (!options.all) {
       phases.push([...treeChunks]);
     }
-    if (flags.all) phases.push([...treeChunks, ...(await image.tree.allChunks())]);
+    if (options.all) phases.push([...treeChunks, ...(await image.tree.allChunks())]);
     let wanted = 0;
     let missing = 0;
     let bytesBefore = 0;
     for (const phase of phases) {
       const result = await fetchChunks(image.chunks, phase, {
-        ordered: false,
-        batchBytes: BATCH_BYTES,
+        ordered: options.ordered === true,
+        batchBytes: options.ordered ? ORDERED_BATCH_BYTES : BATCH_BYTES,
         parallel: PARALLEL,
         priority: 'background',
         holds: (chunk) => disk!.has(chunk),
-        onProgress: (done, total) => progress.update(bytesBefore + done, bytesBefore + total),
+        ...(options.shouldStop ? { shouldStop: options.shouldStop } : {}),
+        onProgress: (done, total) => options.onProgress?.(bytesBefore + done, bytesBefore + total),
       });
       wanted += result.chunks;
       missing += result.missing;
       bytesBefore += result.bytes;
     }
-    progress.stop();
-    const seconds = (Date.now() - started) / 1000;
-    const what = profiles.length > 0 ? (flags.all ? 'profiles, then everything' : 'profiles') : flags.all ? 'everything (no profile)' : 'metadata (no profile)';
-    const figures = {
-      ref: refText,
+    const fetched = profiles.length > 0 ? (options.all ? 'profiles, then everything' : 'profiles') : options.all ? 'everything (no profile)' : 'metadata (no profile)';
+    return {
       digest: image.manifestDigest,
-      cacheDir,
-      fetched: what,
+      fetched,
       profiles: profiles.map((profile) => profile.command),
       chunks: wanted,
       alreadyCached: wanted - missing,
       fetchedChunks: image.fetched.chunks,
       fetchedBytes: image.fetched.bytes,
       requests: image.fetched.fetches,
-      seconds,
     };
-    if (flags.json) printJson(figures);
-    else {
-      const named = profiles.length > 0 ? `${profiles.length} profile(s): ${profiles.map((profile) => describeCommand(profile.command)).join('; ')}` : 'no profile (record one with tessera optimize)';
-      process.stdout.write(
-        `prefetched the ${what} of ${refText} ${image.manifestDigest} into ${cacheDir}\n` +
-          `  ${named}\n` +
-          `  ${wanted} chunks: ${wanted - missing} already cached, ${figures.fetchedChunks} fetched (${formatBytes(figures.fetchedBytes)} in ${figures.requests} requests), ${seconds.toFixed(1)} s\n`,
-      );
-    }
   } finally {
-    progress.stop();
     recorder.stop();
     await image.source.close();
   }
+}
+
+async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void> {
+  const started = Date.now();
+  const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
+  const progress = byteProgress('prefetching', !flags.json);
+  let figures: PrefetchFigures;
+  try {
+    figures = await prefetchImage(refText, {
+      cacheDir,
+      access: accessOf(flags),
+      ...(flags.all ? { all: true } : {}),
+      onProgress: (done, total) => progress.update(done, total),
+      warn: (message) => process.stderr.write(`tessera prefetch: ${message}\n`),
+    });
+  } finally {
+    progress.stop();
+  }
+  const seconds = (Date.now() - started) / 1000;
+  if (flags.json) {
+    printJson({ ref: refText, cacheDir, ...figures, seconds });
+    return;
+  }
+  const named = figures.profiles.length > 0 ? `${figures.profiles.length} profile(s): ${figures.profiles.map(describeCommand).join('; ')}` : 'no profile (record one with tessera optimize)';
+  process.stdout.write(
+    `prefetched the ${figures.fetched} of ${refText} ${figures.digest} into ${cacheDir}\n` +
+      `  ${named}\n` +
+      `  ${figures.chunks} chunks: ${figures.alreadyCached} already cached, ${figures.fetchedChunks} fetched (${formatBytes(figures.fetchedBytes)} in ${figures.requests} requests), ${seconds.toFixed(1)} s\n`,
+  );
 }

@@ -21,6 +21,7 @@ import { action } from './command.js';
 import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
 import { startMountDaemon } from './mount-daemon.js';
+import { prefetchImage } from './prefetch.js';
 import { accessOf, addRegistryOptions, openSource, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
 
@@ -94,20 +95,25 @@ export async function runInContainer(refText: string, commandLine: string[], fla
   // allow_other: the container's processes may run as any user, and
   // default_permissions has the kernel check the image's modes for them.
   const fuseOptions = parseMountOptions(['allow_other', ...flags.option]);
-  // Which image the reference names now: a live mount of this very image is
-  // as good as a new one, and already warm.
-  const source = await openSource(parseRef(refText), accessOf(flags));
+  parseRef(refText);
+  // A live mount of this very image is as good as a new one, and already
+  // warm. Only when there are live mounts is the reference resolved first
+  // (a round trip); otherwise the daemon resolves it, and the start goes on.
+  const mounted = extras.record === undefined ? liveMountRecords().filter((record) => mountAt(record.mountpoint)?.fsType === TESSERA_FS_TYPE) : [];
   let live: MountRecord | undefined;
   let container: ContainerConfig | undefined;
-  try {
-    const { descriptor, bytes } = await source.resolveManifest();
-    if (extras.record === undefined) live = liveMountRecords().find((record) => record.manifest === descriptor.digest && mountAt(record.mountpoint)?.fsType === TESSERA_FS_TYPE);
-    if (live !== undefined) {
-      const manifest = parseTesseraManifest(bytes, source.name);
-      container = parseTesseraConfig(await source.fetchBlob(manifest.config), `${source.name}: config`).container;
+  if (mounted.length > 0) {
+    const source = await openSource(parseRef(refText), accessOf(flags));
+    try {
+      const { descriptor, bytes } = await source.resolveManifest();
+      live = mounted.find((record) => record.manifest === descriptor.digest);
+      if (live !== undefined) {
+        const manifest = parseTesseraManifest(bytes, source.name);
+        container = parseTesseraConfig(await source.fetchBlob(manifest.config), `${source.name}: config`).container;
+      }
+    } finally {
+      await source.close();
     }
-  } finally {
-    await source.close();
   }
 
   const id = `tessera-${randomBytes(6).toString('hex')}`;
@@ -115,10 +121,15 @@ export async function runInContainer(refText: string, commandLine: string[], fla
   fs.mkdirSync(work, { recursive: true, mode: 0o700 });
   let rootfs = live?.mountpoint;
   let mountedHere = false;
+  let early: EarlyPrefetch | undefined;
   try {
     if (rootfs === undefined) {
       rootfs = path.join(work, 'rootfs');
       fs.mkdirSync(rootfs);
+      // --prefetch: the profiles' chunks start coming now, in this process,
+      // while the mount daemon starts (a third of a second); the daemon's
+      // reads wait for them (cache/fetch-claims.ts) instead of asking again.
+      if (flags.prefetch) early = startEarlyPrefetch(refText, cacheDir, flags);
       // The daemon says the image's container config when it is ready: no second look at the image.
       const daemon = await startMountDaemon({
         refText,
@@ -135,7 +146,7 @@ export async function runInContainer(refText: string, commandLine: string[], fla
     const settings = { ...settingsOf(container), ...(flags.user !== undefined ? { user: flags.user } : {}) };
     const terminal = flags.tty ?? (process.stdin.isTTY === true && process.stdout.isTTY === true);
     const asked = new Set(flags.option.flatMap((o) => o.split(',')));
-    const spec = runtimeSpec({
+    const spec = await runtimeSpec({
       rootfs,
       args: commandLine,
       settings,
@@ -161,11 +172,32 @@ export async function runInContainer(refText: string, commandLine: string[], fla
       if (timer !== undefined) clearTimeout(timer);
     }
   } finally {
+    await early?.stop();
     await new Promise<void>((resolve) => execFile(RUNC, ['delete', '--force', id], () => resolve()));
     if (mountedHere && !flags.keep) await unmountTessera(rootfs!).catch((error: Error) => process.stderr.write(`tessera run: ${error.message}\n`));
     if (mountedHere && flags.keep) process.stderr.write(`tessera run: ${refText} stays mounted at ${rootfs}\n`);
     if (!(mountedHere && flags.keep)) fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+interface EarlyPrefetch {
+  stop(): Promise<void>;
+}
+
+function startEarlyPrefetch(refText: string, cacheDir: string, flags: RunFlags): EarlyPrefetch {
+  let stopped = false;
+  const warn = (message: string): void => void process.stderr.write(`tessera run: prefetch: ${message}\n`);
+  const done = prefetchImage(refText, { cacheDir, access: accessOf(flags), ordered: true, shouldStop: () => stopped, warn }).then(
+    () => undefined,
+    // The mount fetches what the start reads anyway; say why this did not help.
+    (error: unknown) => warn(`${error instanceof Error ? error.message : String(error)}; the mount fetches what the start reads`),
+  );
+  return {
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
 }
 
 /** Runs the bundle in the foreground; resolves with the container's exit code (128+signal if killed). */

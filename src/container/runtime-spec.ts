@@ -6,6 +6,7 @@
  * write (/tmp, /run, /var/tmp) get a tmpfs when the image has them.
  */
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { badInput } from '../errors.js';
 
@@ -58,17 +59,28 @@ interface Mount {
   options: string[];
 }
 
+/*
+ * The rootfs is a tessera mount, and the process asking may be one the mount
+ * waits on (tessera run --prefetch fetches chunks the daemon's reads wait
+ * for, and writes them to the cache on libuv's thread pool). So every look
+ * at it here is asynchronous, and one at a time: concurrent ones would hold
+ * every thread of the pool in the kernel, waiting for the daemon, while the
+ * daemon waits for a cache write queued behind them (measured: a start
+ * stalled for the 10 s a claim is waited for).
+ */
+
 /** uid and gid of a user spec (name, uid, name:group, uid:gid), looked up in the image's own /etc/passwd and /etc/group. */
-export function resolveUser(rootfs: string, spec: string | undefined): { uid: number; gid: number } {
+export async function resolveUser(rootfs: string, spec: string | undefined): Promise<{ uid: number; gid: number }> {
   if (spec === undefined || spec === '') return { uid: 0, gid: 0 };
   const [userPart, groupPart] = spec.split(':', 2) as [string, string | undefined];
-  const table = (file: string): string[][] => {
-    try {
-      return fs.readFileSync(path.join(rootfs, file), 'utf8').split('\n').map((line) => line.split(':'));
-    } catch {
-      return [];
-    }
-  };
+  const read = (file: string): Promise<string[][]> =>
+    fsp.readFile(path.join(rootfs, file), 'utf8').then(
+      (text) => text.split('\n').map((line) => line.split(':')),
+      () => [],
+    );
+  const passwd = await read('etc/passwd');
+  const group = groupPart !== undefined && !/^\d+$/.test(groupPart) ? await read('etc/group') : [];
+  const table = (file: string): string[][] => (file === 'etc/passwd' ? passwd : group);
   let uid: number;
   let gid: number | undefined;
   if (/^\d+$/.test(userPart)) {
@@ -92,14 +104,17 @@ export function resolveUser(rootfs: string, spec: string | undefined): { uid: nu
   return { uid, gid: gid ?? uid };
 }
 
-export function runtimeSpec(options: RuntimeSpecOptions): object {
+export async function runtimeSpec(options: RuntimeSpecOptions): Promise<object> {
   const { rootfs, settings } = options;
   const args = options.args.length > 0 ? [...options.args] : [...(settings.entrypoint ?? []), ...(settings.cmd ?? [])];
   if (args.length === 0) throw badInput('no command to run: give one after --, or build the image with an entrypoint or cmd');
   const env = settings.env && settings.env.length > 0 ? [...settings.env] : [DEFAULT_PATH];
   if (!env.some((entry) => entry.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
   if (options.terminal && !env.some((entry) => entry.startsWith('TERM='))) env.push('TERM=xterm');
-  const exists = (p: string): boolean => fs.existsSync(path.join(rootfs, p));
+  const inImage = ['/tmp', '/var/tmp', '/run', '/etc/resolv.conf', '/etc/hosts'];
+  const present: boolean[] = [];
+  for (const p of inImage) present.push(await fsp.access(path.join(rootfs, p)).then(() => true, () => false));
+  const exists = (p: string): boolean => present[inImage.indexOf(p)] === true;
   const mounts: Mount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -119,7 +134,7 @@ export function runtimeSpec(options: RuntimeSpecOptions): object {
     }
   }
   const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, ...(options.network === 'none' ? [{ type: 'network' }] : [])];
-  const user = resolveUser(rootfs, settings.user);
+  const user = await resolveUser(rootfs, settings.user);
   return {
     ociVersion: '1.0.2',
     process: {

@@ -49,7 +49,7 @@ export class ImageFilesystem implements FilesystemHandlers {
 
   async read(ino: number, offset: number, size: number): Promise<Buffer> {
     const file = await this.inodeOfType(ino, S_IFREG, errno.EISDIR);
-    return this.image.readFile(file, offset, size, (first, last) => this.readAhead.onRead(first, last));
+    return this.image.readFile(file, offset, size, (first, last, read) => this.readAhead.onRead(first, last, read));
   }
 
   /**

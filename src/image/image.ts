@@ -80,7 +80,7 @@ export class Image {
    * Holes read as zeros. Chunks are fetched in parallel. `onChunks` hears
    * which chunk indices the read touched (for read-ahead).
    */
-  async readFile(file: Inode, offset: number, length: number, onChunks?: (first: number, last: number) => void): Promise<Buffer> {
+  async readFile(file: Inode, offset: number, length: number, onChunks?: (first: number, last: number, file: Inode) => void): Promise<Buffer> {
     const end = Math.min(file.size, offset + length);
     if (offset >= end) return Buffer.alloc(0);
     const out = Buffer.alloc(end - offset);
@@ -99,7 +99,7 @@ export class Image {
         }),
       );
     });
-    if (last >= 0) onChunks?.(first, last);
+    if (last >= 0) onChunks?.(first, last, file);
     await Promise.all(pieces);
     return out;
   }

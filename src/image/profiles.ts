@@ -121,20 +121,20 @@ export function mergeOrders(orders: readonly ChunkOrder[]): ChunkOrder {
  * mount can fetch them while it opens the image; checkProfileFits then.
  */
 export async function fetchProfiles(store: ReferrerStore, image: OciDigest, warn: (message: string) => void): Promise<Profile[]> {
-  const profiles: Profile[] = [];
-  for (const listed of await listProfiles(store, image)) {
-    try {
-      profiles.push(await readProfile(store, listed, image));
-    } catch (error) {
-      warn(`ignoring profile ${listed.manifest.digest} (${describeCommand(listed.command)}): ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-  return profiles;
+  const read = await Promise.all(
+    (await listProfiles(store, image)).map((listed) =>
+      readProfile(store, listed, image).catch((error: unknown) => {
+        warn(`ignoring profile ${listed.manifest.digest} (${describeCommand(listed.command)}): ${error instanceof Error ? error.message : String(error)}`);
+        return undefined;
+      }),
+    ),
+  );
+  return read.filter((profile): profile is Profile => profile !== undefined);
 }
 
-/** fetchProfiles for an opened image, each checked against its tables. */
-export async function readProfiles(store: ReferrerStore, image: Image, warn: (message: string) => void): Promise<Profile[]> {
-  return (await fetchProfiles(store, image.manifestDigest, warn)).filter((profile) => {
+/** The profiles that fit the image's tables; the others are reported to `warn` and left out. */
+export function keepFitting(profiles: readonly Profile[], image: Image, warn: (message: string) => void): Profile[] {
+  return profiles.filter((profile) => {
     try {
       checkProfileFits(profile, image, `profile of ${describeCommand(profile.command)}`);
       return true;
@@ -143,6 +143,11 @@ export async function readProfiles(store: ReferrerStore, image: Image, warn: (me
       return false;
     }
   });
+}
+
+/** fetchProfiles for an opened image, each checked against its tables. */
+export async function readProfiles(store: ReferrerStore, image: Image, warn: (message: string) => void): Promise<Profile[]> {
+  return keepFitting(await fetchProfiles(store, image.manifestDigest, warn), image, warn);
 }
 
 /** A command in words, for messages: `python3 -c 'import os'`. */

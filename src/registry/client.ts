@@ -7,19 +7,20 @@
  * multipart/byteranges, redirects to blob storage (S3-backed registries,
  * GHCR, ECR answer 307), and errors read from the registry's error body.
  *
- * HTTP goes through undici.request on one keep-alive Agent per client
+ * HTTP goes through undici's request on one keep-alive Agent per client
  * (global fetch measured 3-4x slower here). Every request has a timeout;
  * idempotent ones (GET, HEAD) are retried with backoff on network errors,
  * 429 and 502-504. Uploads are not: a retried PUT could store a blob twice
  * or answer for an upload the registry already finished.
  */
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import { badInput, corrupt, TesseraError, unreachable } from '../errors.js';
 import { DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../format/media-types.js';
 import type { ByteRange } from '../store/blob-store.js';
 import { Authenticator, authFiles, findCredentials, repositoryScope, type Credentials } from './auth.js';
+import { Agent, request } from './http.js';
 import { networkReason, refusalError, registryError, type RegistryErrorBody } from './registry-errors.js';
 import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeGroups, rangeHeader } from './byte-ranges.js';
 
@@ -102,6 +103,8 @@ export class RegistryClient {
   private readonly agent: Agent;
   private readonly auth: Authenticator;
   private readonly retries: number;
+  /** After close(): requests still under way fail at once instead of being retried (which kept a daemon alive for seconds after its unmount). */
+  private closed = false;
 
   constructor(host: string, options: RegistryClientOptions = {}) {
     this.host = host;
@@ -341,6 +344,7 @@ export class RegistryClient {
    * unmount) are abandoned rather than waited for.
    */
   close(): Promise<void> {
+    this.closed = true;
     return this.agent.destroy();
   }
 
@@ -383,9 +387,10 @@ export class RegistryClient {
       let response: Dispatcher.ResponseData;
       this.stats.requests += 1;
       try {
-        response = await request(url, { dispatcher: this.agent, method: exchange.method, headers, body: exchange.body ?? null });
+        if (this.closed) throw new Error('the client was closed');
+        response = await request(this.agent, url, { method: exchange.method, headers, body: exchange.body ?? null });
       } catch (error) {
-        if (idempotent && attempt < this.retries) {
+        if (idempotent && attempt < this.retries && !this.closed) {
           await sleep(backoff(attempt));
           continue;
         }

@@ -52,9 +52,16 @@ export class RegistryReferrers implements ReferrerStore {
   }
 
   async listReferrers(subject: OciDigest): Promise<Descriptor[]> {
+    // Both at once: most registries have no API, and a mount waits on this (one round trip, not two).
+    const tagged = this.readTagIndex(subject).then(
+      (entries) => ({ entries }),
+      (error: unknown) => ({ error }),
+    );
     const listed = await this.client.getReferrers(this.repository, subject);
     if (listed !== undefined) return listed.map((entry, i) => parseDescriptor(entry, `${this.name}: referrers of ${subject}: manifests[${i}]`));
-    return this.readTagIndex(subject);
+    const fallback = await tagged;
+    if ('error' in fallback) throw fallback.error;
+    return fallback.entries;
   }
 
   private async readTagIndex(subject: OciDigest): Promise<Descriptor[]> {

@@ -1,9 +1,8 @@
 /**
  * Which byte ranges to ask a store for, given the chunks wanted. Over HTTP a
- * request costs 5 ms on loopback and 20-100 ms in real life, while a few
- * hundred KiB more in a response cost a millisecond or two, so chunks that
- * are near each other in a pack are fetched with one request, bytes in
- * between included. `tessera diff` plans with the same function, so its
+ * request costs 5 ms on loopback and 20-100 ms in real life, so chunks
+ * that are next to each other in a pack are fetched as one range, small
+ * gaps in between included, and the ranges of one pack as one request. `tessera diff` plans with the same function, so its
  * request count is what a fetch of the same chunks makes.
  */
 import type { ChunkRecord } from '../format/tree-layout.js';
@@ -15,8 +14,16 @@ export interface RangePlanLimits {
   maxRange: number;
 }
 
+/**
+ * The gap is one average chunk: the ranges of one pack already go out in
+ * one multi-range request, so joining two ranges saves no round trip, only
+ * a part header; it still saves requests on servers that answer several
+ * ranges one by one. Larger gaps (256 KiB, measured) fetched a fifth more
+ * bytes for a container start's scattered reads, which a 100 Mbit/s link
+ * pays for in time.
+ */
 export const DEFAULT_RANGE_LIMITS: RangePlanLimits = {
-  maxGap: 256 * 1024,
+  maxGap: 64 * 1024,
   maxRange: 8 * 1024 * 1024,
 };
 

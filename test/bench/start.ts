@@ -147,10 +147,13 @@ runBenchmark('start', async () => {
   for (let i = 0; i < runs; i++) {
     progress(`run ${i + 1}/${runs}: podman pull + run (fresh storage)`);
     const storage = path.join(work, `podman-${i}`);
-    const podman = ['--root', path.join(storage, 'root'), '--runroot', path.join(storage, 'runroot')];
+    // podman wants a runroot path of at most 50 characters.
+    const runroot = fs.mkdtempSync('/run/tessera-podman-');
+    const podman = ['--root', path.join(storage, 'root'), '--runroot', runroot];
     onCleanup(`podman storage ${storage}`, async () => {
       await run('podman', [...podman, 'rmi', '--all', '--force'], { allowFailure: true });
       await removeTree(storage);
+      await removeTree(runroot);
     });
     results.podman.push(
       await measure(proxy, async () => [
@@ -160,6 +163,7 @@ runBenchmark('start', async () => {
     );
     await run('podman', [...podman, 'rmi', '--all', '--force'], { allowFailure: true });
     await removeTree(storage);
+    await removeTree(runroot);
 
     progress(`run ${i + 1}/${runs}: tessera run, cold`);
     const coldCache = path.join(work, `cold-${i}`);

@@ -20,10 +20,10 @@ describe('the runtime spec for a container on a mount', () => {
     mounts: Array<{ destination: string }>;
     linux: { namespaces: Array<{ type: string }>; resources: { devices: Array<{ allow: boolean }> } };
   }
-  const spec = (options: Partial<RuntimeSpecOptions>): Spec => runtimeSpec({ ...base, ...options }) as Spec;
+  const spec = async (options: Partial<RuntimeSpecOptions>): Promise<Spec> => (await runtimeSpec({ ...base, ...options })) as Spec;
 
-  test("the image's entrypoint, cmd, env, working directory and user; a read-only root", () => {
-    const s = spec({ settings: { entrypoint: ['/bin/app'], cmd: ['--serve'], env: ['A=1'], workingDir: '/srv', user: 'app' } });
+  test("the image's entrypoint, cmd, env, working directory and user; a read-only root", async () => {
+    const s = await spec({ settings: { entrypoint: ['/bin/app'], cmd: ['--serve'], env: ['A=1'], workingDir: '/srv', user: 'app' } });
     assert.deepEqual(s.process.args, ['/bin/app', '--serve']);
     assert.ok(s.process.env.includes('A=1') && s.process.env.some((e) => e.startsWith('PATH=')));
     assert.equal(s.process.cwd, '/srv');
@@ -31,33 +31,33 @@ describe('the runtime spec for a container on a mount', () => {
     assert.deepEqual(s.root, { path: rootfs, readonly: true });
   });
 
-  test('a command line replaces entrypoint and cmd; no command at all is an error', () => {
-    assert.deepEqual(spec({ args: ['sh'], settings: { entrypoint: ['/bin/app'] } }).process.args, ['sh']);
-    assert.throws(() => spec({}), /no command to run/);
+  test('a command line replaces entrypoint and cmd; no command at all is an error', async () => {
+    assert.deepEqual((await spec({ args: ['sh'], settings: { entrypoint: ['/bin/app'] } })).process.args, ['sh']);
+    await assert.rejects(spec({}), /no command to run/);
   });
 
-  test('tmpfs only where the image has the directory; host network unless none', () => {
-    const s = spec({ args: ['sh'] });
+  test('tmpfs only where the image has the directory; host network unless none', async () => {
+    const s = await spec({ args: ['sh'] });
     const places = s.mounts.map((m) => m.destination);
     assert.ok(places.includes('/tmp') && !places.includes('/run'));
     assert.ok(!s.linux.namespaces.some((n) => n.type === 'network'));
-    assert.ok(spec({ args: ['sh'], network: 'none' }).linux.namespaces.some((n) => n.type === 'network'));
+    assert.ok((await spec({ args: ['sh'], network: 'none' })).linux.namespaces.some((n) => n.type === 'network'));
   });
 
-  test('setuid and devices are off unless asked for', () => {
-    const closed = spec({ args: ['sh'] });
+  test('setuid and devices are off unless asked for', async () => {
+    const closed = await spec({ args: ['sh'] });
     assert.equal(closed.process.noNewPrivileges, true);
     assert.equal(closed.linux.resources.devices[0]!.allow, false);
-    const open = spec({ args: ['sh'], allowSetuid: true, allowDevices: true });
+    const open = await spec({ args: ['sh'], allowSetuid: true, allowDevices: true });
     assert.equal(open.process.noNewPrivileges, false);
     assert.equal(open.linux.resources.devices[0]!.allow, true);
   });
 
-  test('users and groups by name or number', () => {
-    assert.deepEqual(resolveUser(rootfs, '1000'), { uid: 1000, gid: 1001 });
-    assert.deepEqual(resolveUser(rootfs, 'app:staff'), { uid: 1000, gid: 50 });
-    assert.deepEqual(resolveUser(rootfs, '4242:7'), { uid: 4242, gid: 7 });
-    assert.deepEqual(resolveUser(rootfs, undefined), { uid: 0, gid: 0 });
-    assert.throws(() => resolveUser(rootfs, 'nobody-here'), /not in the image's \/etc\/passwd/);
+  test('users and groups by name or number', async () => {
+    assert.deepEqual(await resolveUser(rootfs, '1000'), { uid: 1000, gid: 1001 });
+    assert.deepEqual(await resolveUser(rootfs, 'app:staff'), { uid: 1000, gid: 50 });
+    assert.deepEqual(await resolveUser(rootfs, '4242:7'), { uid: 4242, gid: 7 });
+    assert.deepEqual(await resolveUser(rootfs, undefined), { uid: 0, gid: 0 });
+    await assert.rejects(resolveUser(rootfs, 'nobody-here'), /not in the image's \/etc\/passwd/);
   });
 });

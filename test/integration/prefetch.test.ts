@@ -7,6 +7,7 @@
  * `tessera push` copies profiles; layouts keep them too.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startLocalRegistry, type LocalRegistry } from '../../src/cli/local-registry.js';
@@ -151,6 +152,27 @@ describe('prefetch profiles', () => {
     const run = await tesseraOk(['run', '--prefetch', '--cache-dir', cacheDir, ref, '--', ...PYTHON]);
     assert.equal(run.stdout.trim(), 'started');
     assert.ok((await cacheStats(cacheDir)).chunksFetched > 20);
+  });
+
+  test('prefetch --all while a mount reads the whole tree: every byte read is right, no chunk fetched twice', async () => {
+    const cacheDir = scratch.path('cache-concurrent');
+    const mnt = scratch.mountpoint('mnt-concurrent');
+    await scratch.mount(ref, mnt, ['--cache-dir', cacheDir]);
+    try {
+      const tarOf = (dir: string): Promise<string> =>
+        new Promise((resolve, reject) =>
+          execFile('bash', ['-c', 'set -o pipefail; tar --sort=name -cf - -C "$1" . | sha256sum', 'bash', dir], { maxBuffer: 1 << 20 }, (error, stdout) => (error ? reject(error) : resolve(stdout.split(' ')[0]!))),
+        );
+      const [mounted, , native] = await Promise.all([tarOf(mnt), prefetch(['--all', '--cache-dir', cacheDir, ref]), tarOf(await debianRootfs('update'))]);
+      assert.equal(mounted, native, 'the tree read through the mount while a prefetch filled the cache differs from the source');
+    } finally {
+      await scratch.umount(mnt);
+    }
+    // After the unmount: the daemon adds its counts when it stops.
+    const stats = await cacheStats(cacheDir);
+    const inspect = JSON.parse((await tesseraOk(['inspect', '--json', ref])).stdout) as InspectJson;
+    assert.ok(stats.chunks >= inspect.uniqueChunks);
+    assert.ok(stats.chunksFetched <= stats.chunks * 1.05, `${stats.chunksFetched} chunks fetched for ${stats.chunks} cached: repeated downloads`);
   });
 
   test('one profile per command: another command adds one, the same command replaces its own', async () => {

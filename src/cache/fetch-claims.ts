@@ -1,0 +1,105 @@
+/**
+ * Who is fetching which chunk, across the processes that share a cache
+ * (mount daemons, prefetches, pulls), so that a chunk is downloaded once
+ * even when two of them want it at the same moment: `tessera run
+ * --prefetch` fetches a start's profile in its own process while the mount
+ * daemon starts, and the daemon's reads wait for those chunks instead of
+ * asking the registry for them again.
+ *
+ * A claim is a marker file `tmp/<hex>.fetching` holding the claimant's pid,
+ * made with O_EXCL (one claimant wins) and removed once the chunk is in
+ * the cache (or the fetch failed). Another process that wants the chunk
+ * waits until the marker goes, then reads the cache. A marker whose owner
+ * died (kill -9) or that is older than a minute is stale and taken over;
+ * waiting is bounded, after which the waiter fetches for itself. Within
+ * one process the pack store already joins concurrent fetches, so a
+ * process never waits on its own claim.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { isSystemError } from '../errors.js';
+
+export type ClaimResult =
+  /** This call claimed it: fetch, then release. */
+  | 'mine'
+  /** This process is fetching it already: ask the store (it joins that fetch). */
+  | 'ours'
+  /** Another process is fetching it: wait for it to finish. */
+  | 'theirs';
+
+/** A marker older than this is stale whoever holds it: no fetch of one chunk takes a minute. */
+const STALE_MS = 60_000;
+const POLL_MS = 5;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return isSystemError(error, 'EPERM');
+  }
+}
+
+export class FetchClaims {
+  private readonly held = new Set<string>();
+
+  /** `dir`: the cache's tmp directory (same file system as the chunks). */
+  constructor(private readonly dir: string) {}
+
+  private marker(hex: string): string {
+    return path.join(this.dir, `${hex}.fetching`);
+  }
+
+  /** The pid in a marker, or undefined while it is being written (or is gone). */
+  private owner(marker: string): { pid: number | undefined; ageMs: number } | undefined {
+    try {
+      const stat = fs.statSync(marker);
+      const pid = Number.parseInt(fs.readFileSync(marker, 'utf8'), 10);
+      return { pid: Number.isInteger(pid) && pid > 0 ? pid : undefined, ageMs: Date.now() - stat.mtimeMs };
+    } catch {
+      return undefined;
+    }
+  }
+
+  claim(hex: string): ClaimResult {
+    if (this.held.has(hex)) return 'ours';
+    const marker = this.marker(hex);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = fs.openSync(marker, 'wx', 0o600);
+        try {
+          fs.writeSync(fd, String(process.pid));
+        } finally {
+          fs.closeSync(fd);
+        }
+        this.held.add(hex);
+        return 'mine';
+      } catch (error) {
+        // No tmp directory, a full disk: fetch without a claim (at worst, twice).
+        if (!isSystemError(error, 'EEXIST')) return 'ours';
+      }
+      const owner = this.owner(marker);
+      if (owner === undefined) continue; // released meanwhile: try again
+      if (owner.pid === process.pid) return 'ours';
+      const stale = owner.ageMs > STALE_MS || (owner.pid !== undefined && !alive(owner.pid));
+      if (!stale) return 'theirs';
+      fs.rmSync(marker, { force: true });
+    }
+    return 'theirs';
+  }
+
+  release(hex: string): void {
+    if (this.held.delete(hex)) fs.rmSync(this.marker(hex), { force: true });
+  }
+
+  /** Waits until another process's claim is released (or its owner dies), at most `timeoutMs`. */
+  async waitForRelease(hex: string, timeoutMs: number): Promise<void> {
+    const marker = this.marker(hex);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const owner = this.owner(marker);
+      if (owner === undefined || owner.ageMs > STALE_MS || (owner.pid !== undefined && !alive(owner.pid))) return;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  }
+}
