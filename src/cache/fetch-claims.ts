@@ -18,6 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isSystemError } from '../errors.js';
+import { processAlive } from '../process-alive.js';
 
 export type ClaimResult =
   /** This call claimed it: fetch, then release. */
@@ -30,15 +31,6 @@ export type ClaimResult =
 /** A marker older than this is stale whoever holds it: no fetch of one chunk takes a minute. */
 const STALE_MS = 60_000;
 const POLL_MS = 5;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return isSystemError(error, 'EPERM');
-  }
-}
 
 export class FetchClaims {
   private readonly held = new Set<string>();
@@ -81,7 +73,7 @@ export class FetchClaims {
       const owner = this.owner(marker);
       if (owner === undefined) continue; // released meanwhile: try again
       if (owner.pid === process.pid) return 'ours';
-      const stale = owner.ageMs > STALE_MS || (owner.pid !== undefined && !alive(owner.pid));
+      const stale = owner.ageMs > STALE_MS || (owner.pid !== undefined && !processAlive(owner.pid));
       if (!stale) return 'theirs';
       fs.rmSync(marker, { force: true });
     }
@@ -98,7 +90,7 @@ export class FetchClaims {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const owner = this.owner(marker);
-      if (owner === undefined || owner.ageMs > STALE_MS || (owner.pid !== undefined && !alive(owner.pid))) return;
+      if (owner === undefined || owner.ageMs > STALE_MS || (owner.pid !== undefined && !processAlive(owner.pid))) return;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   }

@@ -150,6 +150,18 @@ async function runDemo(): Promise<void> {
     say(`  tessera run ${updateRemote} -- python3 -c '...': ${container.stdout.trim()} (${container.seconds.toFixed(1)} s, mount and unmount included)`);
     const after = await cacheFigures(cache);
     say(`  the start fetched ${formatBytes(after.bytesFetched - before.bytesFetched)} in ${after.requests - before.requests} requests (the image holds ${formatBytes(diff.compressedBytes)} the first did not); the rest came from the cache the first image filled`);
+
+    say('\n== 9. prefetch: record that start once (tessera optimize), then a new host fetches just that before it starts');
+    const recorded = JSON.parse((await run(process.execPath, [cli, 'optimize', '--json', '--cache-dir', cache, updateRemote, '--', 'python3', '-c', script])).stdout) as { profile: string; chunks: number; treeChunks: number };
+    say(`  tessera optimize ${updateRemote} -- python3 ...: ${recorded.treeChunks} metadata and ${recorded.chunks} data chunks, stored with the image as ${recorded.profile.slice(0, 19)}… (an OCI referrer)`);
+    const freshCache = path.join(work, 'cache-new-host');
+    const prefetched = JSON.parse((await run(process.execPath, [cli, 'prefetch', '--json', '--cache-dir', freshCache, updateRemote])).stdout) as { fetchedBytes: number; requests: number; seconds: number };
+    say(`  tessera prefetch on an empty cache: ${formatBytes(prefetched.fetchedBytes)} in ${prefetched.requests} requests, ${prefetched.seconds.toFixed(1)} s`);
+    const beforeStart = await cacheFigures(freshCache);
+    const started = await run(process.execPath, [cli, 'run', '--cache-dir', freshCache, updateRemote, '--', 'python3', '-c', script]);
+    const afterStart = await cacheFigures(freshCache);
+    say(`  then the start (${started.seconds.toFixed(1)} s) fetched ${formatBytes(afterStart.bytesFetched - beforeStart.bytesFetched)} in ${afterStart.requests - beforeStart.requests} range requests`);
+    fs.rmSync(freshCache, { recursive: true, force: true });
     say(`\ndemo finished; the layout stays in ${layout} (try: skopeo inspect --raw ${ref})`);
   } finally {
     if (mounted) await run('fusermount3', ['-u', '-z', mnt]).catch(() => undefined);
@@ -162,6 +174,6 @@ async function runDemo(): Promise<void> {
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('the whole story on real Debian images: build, inspect, push to a local registry, mount lazily, read, verify, unmount, update, diff, run a container')
+    .description('the whole story on real Debian images: build, inspect, push to a local registry, mount lazily, read, verify, unmount, update, diff, run a container, record and prefetch its start')
     .action(action('demo', runDemo));
 }

@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { badInput, busy, ioError, notFound } from '../errors.js';
-import { processAlive, readMountRecord } from '../fuse/mount-records.js';
+import { readMountRecord } from '../fuse/mount-records.js';
+import { processAlive } from '../process-alive.js';
 import { TESSERA_FS_TYPE, mountAt } from '../fuse/mount-table.js';
 import { action } from './command.js';
 

@@ -40,6 +40,8 @@ export interface ServeOptions {
   onReady: () => void;
   /** The read-ahead to use (the caller may steer it: see ReadAhead.only). */
   readAhead?: ReadAhead;
+  /** Hears every request the mount gets. */
+  onRequest?: () => void;
 }
 
 /** Clears a mount left behind by a daemon that died, without a synchronous child process. */
@@ -78,6 +80,7 @@ export async function serveImage(options: ServeOptions): Promise<void> {
     directIo: false,
     maxReadahead: MAX_READAHEAD,
     onError: (message) => log.error(message),
+    ...(options.onRequest ? { onRequest: options.onRequest } : {}),
   });
   await session.mount();
   log.info(`serving ${options.sourceName} (${image.manifestDigest}) at ${mountpoint}`);

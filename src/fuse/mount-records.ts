@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { processAlive } from '../process-alive.js';
 
 export interface MountRecord {
   pid: number;
@@ -48,27 +49,6 @@ export function readMountRecord(mountpoint: string): MountRecord | undefined {
 export function removeMountRecord(mountpoint: string, pid: number): void {
   const record = readMountRecord(mountpoint);
   if (record?.pid === pid) fs.rmSync(recordPath(mountpoint), { force: true });
-}
-
-/**
- * Whether a process runs. A zombie does not: a daemon that exited stays one
- * until its parent (init, for a detached daemon) reaps it, which some inits
- * do only every few seconds, and `tessera umount` must not wait for that.
- */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    // /proc/PID/stat: "pid (comm) state ..."; comm may hold spaces and parentheses.
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch (error) {
-    // Gone since the kill, or no /proc to look in (then trust the kill).
-    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
-  }
 }
 
 /** The records of mounts whose daemon still runs. */

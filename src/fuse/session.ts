@@ -68,6 +68,8 @@ export interface SessionOptions {
   maxReadahead: number;
   /** Called for requests that failed with EIO, so the daemon can log what and why. */
   onError: (message: string) => void;
+  /** Called for every request: background work watches it to stay out of the way. */
+  onRequest?: () => void;
 }
 
 const slots = new Float64Array(16);
@@ -121,6 +123,7 @@ export class FuseSession {
   private dispatch(op: number, request: number, ino: number, a: number, b: number, name: Buffer | undefined): void {
     const opName = OP_NAMES[op] ?? `op${op}`;
     this.counts.set(opName, (this.counts.get(opName) ?? 0) + 1);
+    this.options.onRequest?.();
     switch (op) {
       case Op.init:
         this.isReady = true;

@@ -28,6 +28,13 @@ export interface BackgroundFetchOptions {
   first?: ChunkOrder;
   /** Called when what `first` names is all held (or at once, without it). */
   onFirstDone?: () => void;
+  /**
+   * While this says so, the rest of the image waits (not the profile: a
+   * start waits on that). The mount daemon says so for a moment after every
+   * request it serves, so a start that runs finds the CPU, the disk and the
+   * link to itself.
+   */
+  busy?: () => boolean;
 }
 
 /**
@@ -58,9 +65,10 @@ export async function fetchInBackground(image: Image, options: BackgroundFetchOp
   }
   const profileMs = Date.now() - started;
   options.onFirstDone?.();
-  fetched += (await fetchChunks(image.chunks, treeChunks, fetchOptions)).missing;
+  const restOptions: FetchChunksOptions = { ...fetchOptions, ...(options.busy ? { pauseWhile: options.busy } : {}) };
+  fetched += (await fetchChunks(image.chunks, treeChunks, restOptions)).missing;
   for (let first = 0; first < total && !options.shouldStop?.(); first += WINDOW) {
-    fetched += (await fetchChunks(image.chunks, await image.tree.chunks(first, Math.min(WINDOW, total - first)), fetchOptions)).missing;
+    fetched += (await fetchChunks(image.chunks, await image.tree.chunks(first, Math.min(WINDOW, total - first)), restOptions)).missing;
   }
   return { chunks: treeChunks.length + total, fetched, profileChunks, profileMs };
 }

@@ -24,6 +24,8 @@ export interface FetchChunksOptions {
   priority: Priority;
   holds: (chunk: ChunkRecord) => boolean;
   shouldStop?: () => boolean;
+  /** While this says so, no new batch starts (the mount is busy serving). */
+  pauseWhile?: () => boolean;
   /** Compressed bytes done and in all, after each batch. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
@@ -36,6 +38,8 @@ export interface FetchChunksResult {
   /** Compressed bytes of the batches sent, gaps included. */
   bytes: number;
 }
+
+const PAUSE_POLL_MS = 50;
 
 interface Batch {
   chunks: ChunkRecord[];
@@ -74,6 +78,8 @@ export async function fetchChunks(store: ChunkStore, chunks: readonly ChunkRecor
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < batches.length && !shouldStop()) {
+      while (options.pauseWhile?.() === true && !shouldStop()) await new Promise((resolve) => setTimeout(resolve, PAUSE_POLL_MS));
+      if (shouldStop()) break;
       const batch = batches[next++]!;
       // Held since the plan was made (a reader or another prefetch got it): skip.
       const wanted = batch.chunks.filter((chunk) => !options.holds(chunk));

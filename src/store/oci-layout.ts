@@ -19,6 +19,7 @@ import { OCI_INDEX_MEDIA_TYPE, OCI_REF_NAME_ANNOTATION } from '../format/media-t
 import type { BlobSink, BlobSource, BlobWriter, ByteRange, ImageCatalog, ReferrerStore, ResolvedManifest } from './blob-store.js';
 import { LayoutReferrers } from './layout-referrers.js';
 import type { LayoutRef } from './ref.js';
+import { processAlive } from '../process-alive.js';
 
 const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
@@ -318,15 +319,6 @@ async function withLock<T>(lockFile: string, work: () => Promise<T>): Promise<T>
     return await work();
   } finally {
     fs.rmSync(lockFile, { force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return isSystemError(error, 'EPERM');
   }
 }
 
