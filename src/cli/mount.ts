@@ -12,7 +12,7 @@ import { checkMountpoint } from '../fuse/mount-table.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
 import { serveMount, startMountDaemon, type DaemonOptions } from './mount-daemon.js';
-import { addRegistryOptions, type RegistryFlags } from './open-image.js';
+import { addFetchTimeoutOption, addRegistryOptions, type RegistryFlags } from './open-image.js';
 
 interface MountFlags extends RegistryFlags {
   prefetch?: boolean;
@@ -57,6 +57,7 @@ export function registerMount(program: Command): void {
     .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
     .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp())
     .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
+  addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('mount', runMount));
 }
 

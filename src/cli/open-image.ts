@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
+import { parseInteger } from './command.js';
 import { StatsRecorder } from '../cache/cache-stats.js';
 import { DiskCache, DiskCachedStore } from '../cache/disk-cache.js';
 import { MemoryCachedStore, DEFAULT_MEMORY_CACHE_BYTES } from '../cache/memory-cache.js';
@@ -18,6 +19,8 @@ import { parseRef, type ImageRef } from '../store/ref.js';
 export interface RegistryFlags {
   plainHttp?: boolean;
   tlsVerify?: boolean;
+  /** Seconds a request may go unanswered, retries included (mount, run). */
+  fetchTimeout?: number;
 }
 
 export function addRegistryOptions(command: Command): Command {
@@ -38,12 +41,33 @@ export function accessOf(flags: RegistryFlags): RegistryAccess {
   const access: RegistryAccess = {};
   if (flags.plainHttp) access.plainHttp = true;
   if (flags.tlsVerify === false) access.tlsVerify = false;
+  if (flags.fetchTimeout !== undefined) {
+    access.timeoutMs = flags.fetchTimeout * 1000;
+    access.deadlineMs = flags.fetchTimeout * 1000;
+  }
   return access;
 }
 
 /** The same flags, to hand to a child process (the mount daemon). */
 export function registryArgs(flags: RegistryFlags): string[] {
-  return [...(flags.plainHttp ? ['--plain-http'] : []), ...(flags.tlsVerify === false ? ['--tls-verify', 'false'] : [])];
+  return [
+    ...(flags.plainHttp ? ['--plain-http'] : []),
+    ...(flags.tlsVerify === false ? ['--tls-verify', 'false'] : []),
+    ...(flags.fetchTimeout !== undefined ? ['--fetch-timeout', String(flags.fetchTimeout)] : []),
+  ];
+}
+
+/** Default for mounts: a read that needs the registry fails (EIO) after this many seconds without an answer. */
+export const DEFAULT_FETCH_TIMEOUT_SECONDS = 10;
+
+/** --fetch-timeout, for the commands whose reads wait on the registry (mount, run). */
+export function addFetchTimeoutOption(command: Command): Command {
+  return command.option(
+    '--fetch-timeout <seconds>',
+    'a read that needs the registry fails (EIO) when it gets no answer for this long, retries included; the mount stays up and reads work again when the registry answers',
+    parseInteger('--fetch-timeout', 1, 3600),
+    DEFAULT_FETCH_TIMEOUT_SECONDS,
+  );
 }
 
 export async function openSource(ref: ImageRef, access: RegistryAccess = {}): Promise<BlobSource> {

@@ -22,7 +22,7 @@ import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
 import { startMountDaemon } from './mount-daemon.js';
 import { prefetchImage } from './prefetch.js';
-import { accessOf, addRegistryOptions, openSource, type RegistryFlags } from './open-image.js';
+import { accessOf, addFetchTimeoutOption, addRegistryOptions, openSource, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
 
 export interface RunFlags extends RegistryFlags {
@@ -47,6 +47,7 @@ export function registerRun(program: Command): void {
     .option('--keep', 'leave the image mounted afterwards (a later run reuses the mount)')
     .option('--prefetch', "when tessera mounts the image: fetch it in the background, what its profiles (tessera optimize) name first (mount --prefetch)");
   addContainerOptions(command);
+  addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('run', runContainer));
 }
 

@@ -29,8 +29,14 @@ export interface RegistryClientOptions {
   plainHttp?: boolean;
   /** Default true. false accepts any certificate (like skopeo --tls-verify=false). */
   tlsVerify?: boolean;
-  /** Per-request timeout (headers and body), default 30_000 ms. */
+  /** How long an answer may keep us waiting (for its headers, or between two pieces of its body), default 30_000 ms. */
   timeoutMs?: number;
+  /**
+   * Every request ends within this, retries included, failing as
+   * unreachable: a mount's read must fail with EIO in bounded time when the
+   * registry hangs. Default: no bound beyond timeoutMs per attempt.
+   */
+  deadlineMs?: number;
   /** Retries with exponential backoff for idempotent requests (GET/HEAD) on network errors, 429, 5xx. Default 3. */
   retries?: number;
   /** Keep-alive connections per origin, default 8. */
@@ -75,6 +81,8 @@ const describe = (subject: Subject): string => `${subject.object} of repository 
 
 interface Exchange {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
+  /** When the exchange must be over (ms since the epoch), retries and the auth handshake included. */
+  deadline?: number;
   /** A path on the registry, or an absolute URL (upload locations, redirects). */
   url: string;
   subject: Subject;
@@ -103,6 +111,8 @@ export class RegistryClient {
   private readonly agent: Agent;
   private readonly auth: Authenticator;
   private readonly retries: number;
+  private readonly timeoutMs: number;
+  private readonly deadlineMs: number | undefined;
   /** After close(): requests still under way fail at once instead of being retried (which kept a daemon alive for seconds after its unmount). */
   private closed = false;
 
@@ -112,6 +122,8 @@ export class RegistryClient {
     const apiHost = host === 'docker.io' || host === 'index.docker.io' ? 'registry-1.docker.io' : host;
     this.origin = new URL(`${options.plainHttp ?? isLoopback(host) ? 'http' : 'https'}://${apiHost}`).origin;
     const timeout = options.timeoutMs ?? 30_000;
+    this.timeoutMs = timeout;
+    this.deadlineMs = options.deadlineMs;
     this.retries = options.retries ?? 3;
     this.agent = new Agent({
       connections: options.connections ?? 8,
@@ -383,22 +395,28 @@ export class RegistryClient {
     if (authorization !== undefined) headers.authorization = authorization;
     const idempotent = exchange.method === 'GET' || exchange.method === 'HEAD';
     const about = exchange.subject.repository === '' ? exchange.subject.object : describe(exchange.subject);
+    const deadline = exchange.deadline ?? (this.deadlineMs !== undefined ? Date.now() + this.deadlineMs : undefined);
+    const left = (): number => (deadline === undefined ? Infinity : deadline - Date.now());
+    // A retry only if its backoff leaves time for an answer.
+    const mayRetry = (attempt: number): boolean => idempotent && attempt < this.retries && !this.closed && backoff(attempt) < left() - 100;
     for (let attempt = 0; ; attempt++) {
       let response: Dispatcher.ResponseData;
       this.stats.requests += 1;
       try {
         if (this.closed) throw new Error('the client was closed');
-        response = await request(this.agent, url, { method: exchange.method, headers, body: exchange.body ?? null });
+        const wait = Math.max(1, Math.min(this.timeoutMs, left()));
+        response = await request(this.agent, url, { method: exchange.method, headers, body: exchange.body ?? null, headersTimeout: wait });
       } catch (error) {
-        if (idempotent && attempt < this.retries && !this.closed) {
+        if (mayRetry(attempt)) {
           await sleep(backoff(attempt));
           continue;
         }
-        throw unreachable(`cannot reach ${peer} for ${about}: ${networkReason(error)}`, error);
+        const within = deadline !== undefined && left() <= 100 ? ` (no answer within ${((this.deadlineMs ?? 0) / 1000).toFixed(0)} s, retries included)` : '';
+        throw unreachable(`cannot reach ${peer} for ${about}: ${networkReason(error)}${within}`, error);
       }
       this.stats.bytesSent += exchange.body?.length ?? 0;
       const status = response.statusCode;
-      if (idempotent && (status === 429 || status === 502 || status === 503 || status === 504) && attempt < this.retries) {
+      if ((status === 429 || status === 500 || status === 502 || status === 503 || status === 504) && mayRetry(attempt)) {
         const retryAfter = Number(header(response.headers, 'retry-after') ?? NaN);
         if (!(retryAfter > MAX_RETRY_AFTER_SECONDS)) {
           await discard(response);
@@ -416,7 +434,9 @@ export class RegistryClient {
    * registry's credentials only go to the registry itself, never to the
    * storage a redirect points at.
    */
-  private async send(exchange: Exchange): Promise<Dispatcher.ResponseData> {
+  private async send(given: Exchange): Promise<Dispatcher.ResponseData> {
+    // One deadline for the whole exchange: the 401 handshake and its second try share it.
+    const exchange: Exchange = given.deadline !== undefined || this.deadlineMs === undefined ? given : { ...given, deadline: Date.now() + this.deadlineMs };
     const url = new URL(exchange.url, this.origin);
     if (url.origin !== this.origin) return this.dispatch(exchange, url, undefined, `blob storage ${url.host} (where registry ${this.host} redirected)`);
     const peer = `registry ${this.host}`;
@@ -437,7 +457,7 @@ export class RegistryClient {
 
   /** `send`, following redirects (to blob storage) for GET and HEAD. */
   private async sendFollowing(exchange: Exchange): Promise<Dispatcher.ResponseData> {
-    let current = exchange;
+    let current: Exchange = exchange.deadline !== undefined || this.deadlineMs === undefined ? exchange : { ...exchange, deadline: Date.now() + this.deadlineMs };
     for (let hops = 0; ; hops++) {
       const response = await this.send(current);
       if (![301, 302, 303, 307, 308].includes(response.statusCode)) return response;

@@ -22,6 +22,8 @@ export interface RequestOptions {
   method: Dispatcher.HttpMethod;
   headers: Record<string, string>;
   body: Buffer | null;
+  /** Overrides the agent's wait for the answer's headers, for this request. */
+  headersTimeout?: number;
 }
 
 /** What undici.request(url, { dispatcher, ... }) does, without its index. */

@@ -17,6 +17,10 @@ import { isReferrersTag, RegistryReferrers } from './referrers.js';
 export interface RegistryAccess {
   plainHttp?: boolean;
   tlsVerify?: boolean;
+  /** A request that gets no answer (headers, or the next piece of a body) for this long fails. */
+  timeoutMs?: number;
+  /** Every request ends within this, retries included (a mount's reads: EIO in bounded time). */
+  deadlineMs?: number;
 }
 
 function referenceOf(ref: RegistryRef): string {

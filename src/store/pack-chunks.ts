@@ -47,9 +47,13 @@ interface Pending {
   sent: boolean;
 }
 
+/** How long a failed chunk fails at once (see above). */
+export const FAIL_FAST_MS = 1000;
+
 export class PackChunkStore implements ChunkStore {
   readonly stats: FetchStats = { fetches: 0, ranges: 0, bytes: 0, chunks: 0 };
   private readonly pending = new Map<string, Pending>();
+  private readonly failed = new Map<string, { at: number; error: unknown }>();
   private reads: Pending[] = [];
   private background: Pending[] = [];
   /** Requests for chunks somebody reads, under way: background work waits for none to be. */
@@ -66,8 +70,13 @@ export class PackChunkStore implements ChunkStore {
     if (this.packs[chunk.pack] === undefined) {
       return Promise.reject(corrupt(`${this.source.name}: chunk names pack ${chunk.pack}, which the image does not have`));
     }
+    const key = chunk.digest.toString('hex');
+    const failure = this.failed.get(key);
+    if (failure !== undefined) {
+      if (Date.now() - failure.at < FAIL_FAST_MS) return Promise.reject(failure.error);
+      this.failed.delete(key);
+    }
     return new Promise<Buffer>((resolve, reject) => {
-      const key = chunk.digest.toString('hex');
       const known = this.pending.get(key);
       if (known !== undefined) {
         known.waiters.push({ resolve, reject });
@@ -122,6 +131,11 @@ export class PackChunkStore implements ChunkStore {
     const entry = this.pending.get(key);
     if (entry === undefined) return;
     this.pending.delete(key);
+    if ('error' in outcome) {
+      // Bounded: an outage fails many chunks; forget the oldest first.
+      if (this.failed.size >= 4096) this.failed.delete(this.failed.keys().next().value!);
+      this.failed.set(key, { at: Date.now(), error: outcome.error });
+    }
     for (const waiter of entry.waiters) {
       if ('data' in outcome) waiter.resolve(outcome.data);
       else waiter.reject(outcome.error);

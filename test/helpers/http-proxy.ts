@@ -5,6 +5,11 @@
  * show what a real network (20 ms per round trip, 100 Mbit/s) does to a
  * lazy mount.
  *
+ * It injects faults on request (setFault): a registry that hangs, drops
+ * connections, answers 5xx or corrupts what it sends, for the requests
+ * whose path contains a given text (blobs only, say), so tests can watch a
+ * mount go through an outage and come back.
+ *
  * It runs in a child process: a test that reads a mount with synchronous
  * calls blocks its own event loop, and a proxy served from that loop would
  * never answer the mount daemon's fetches (a deadlock until timeouts).
@@ -22,9 +27,29 @@ export interface ProxyStats {
   rangeRequests: number;
 }
 
+/**
+ * What the proxy does to the requests it matches:
+ * - none: forwards them
+ * - hang: never answers (the connection stays open)
+ * - drop: resets the connection before answering
+ * - error: answers 503 with an OCI error body
+ * - corrupt: forwards, flipping one byte of every response body
+ */
+export type FaultMode = 'none' | 'hang' | 'drop' | 'error' | 'corrupt';
+
+export interface Fault {
+  mode: FaultMode;
+  /** Only requests whose path contains this (default: all). */
+  match?: string;
+  /** Only the next this many matching requests (default: all until changed). */
+  count?: number;
+}
+
 export interface Proxy {
   /** 127.0.0.1:PORT */
   host: string;
+  /** From now on, do this to matching requests. */
+  setFault(fault: Fault): Promise<void>;
   /** The counts so far: asynchronous, because they are asked of the child process. */
   stats(): Promise<ProxyStats>;
   /** Sets the counts to zero. */
@@ -35,6 +60,7 @@ export interface Proxy {
 interface ServedProxy {
   host: string;
   stats: ProxyStats;
+  fault: Fault;
   close(): Promise<void>;
 }
 
@@ -66,7 +92,32 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
   let self = '';
   // When the shared link is next free, in ms of performance.now().
   let linkFreeAt = 0;
-  const relay = (response: http.IncomingMessage, outgoing: http.ServerResponse): void => {
+  let fault: Fault = { mode: 'none' };
+  const hung = new Set<http.ServerResponse>();
+  /** The fault for this request, counting it against `count`. */
+  const faultFor = (url: string): FaultMode => {
+    if (fault.mode === 'none' || (fault.match !== undefined && !url.includes(fault.match))) return 'none';
+    if (fault.count !== undefined) {
+      if (fault.count <= 0) return 'none';
+      fault.count -= 1;
+    }
+    return fault.mode;
+  };
+  const relay = (response: http.IncomingMessage, outgoing: http.ServerResponse, corrupt: boolean): void => {
+    if (corrupt) {
+      let flipped = false;
+      response.on('data', (data: Buffer) => {
+        stats.bytes += data.length;
+        if (!flipped && data.length > 0) {
+          data[data.length >> 1] ^= 0x55;
+          flipped = true;
+        }
+        outgoing.write(data);
+      });
+      response.on('end', () => outgoing.end());
+      response.on('error', () => outgoing.destroy());
+      return;
+    }
     const rate = options.bytesPerSecond;
     if (!rate) {
       response.on('data', (data: Buffer) => (stats.bytes += data.length));
@@ -98,6 +149,22 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
   const server = http.createServer((incoming, outgoing) => {
     stats.requests += 1;
     if (incoming.headers.range !== undefined) stats.rangeRequests += 1;
+    const mode = faultFor(incoming.url ?? '');
+    if (mode === 'hang') {
+      hung.add(outgoing);
+      outgoing.on('close', () => hung.delete(outgoing));
+      incoming.resume();
+      return;
+    }
+    if (mode === 'drop') {
+      incoming.socket.destroy();
+      return;
+    }
+    if (mode === 'error') {
+      incoming.resume();
+      outgoing.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}');
+      return;
+    }
     const forward = (): void => {
       const headers = withoutHopByHop(incoming.headers);
       headers.host = target;
@@ -107,7 +174,7 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
         if (typeof responseHeaders.location === 'string') responseHeaders.location = responseHeaders.location.replace(`//${target}`, `//${self}`);
         if (typeof responseHeaders['www-authenticate'] === 'string') responseHeaders['www-authenticate'] = responseHeaders['www-authenticate'].replace(`//${target}`, `//${self}`);
         outgoing.writeHead(response.statusCode ?? 502, responseHeaders);
-        relay(response, outgoing);
+        relay(response, outgoing, mode === 'corrupt');
       });
       upstream.on('error', () => {
         if (!outgoing.headersSent) outgoing.writeHead(502);
@@ -123,6 +190,14 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
   return {
     host: self,
     stats,
+    get fault() {
+      return fault;
+    },
+    set fault(next: Fault) {
+      fault = { ...next };
+      // Ending a hang lets what hung go on as a dropped connection (a client retries it).
+      if (next.mode !== 'hang') for (const response of hung) response.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -132,7 +207,8 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
   };
 }
 
-type Request = { id: number; op: 'stats' | 'reset' };
+type Question = { op: 'stats' | 'reset' } | { op: 'fault'; fault: Fault };
+type Request = Question & { id: number };
 type Reply = { id: number; stats?: ProxyStats } | { ready: string };
 
 /** Starts the proxy in a child process; stop() ends it. */
@@ -149,19 +225,20 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
     });
   });
   child.removeAllListeners('exit');
-  const ask = (op: Request['op']): Promise<{ stats?: ProxyStats }> =>
+  const ask = (request: Question): Promise<{ stats?: ProxyStats }> =>
     new Promise((resolve) => {
       const id = next++;
       waiting.set(id, (reply) => {
         waiting.delete(id);
         resolve(reply);
       });
-      child.send({ id, op } satisfies Request);
+      child.send({ ...request, id } satisfies Request);
     });
   return {
     host,
-    stats: async () => (await ask('stats')).stats!,
-    reset: async () => void (await ask('reset')),
+    stats: async () => (await ask({ op: 'stats' })).stats!,
+    reset: async () => void (await ask({ op: 'reset' })),
+    setFault: async (fault) => void (await ask({ op: 'fault', fault })),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -178,6 +255,7 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
 if (process.argv[2] === '--serve' && process.send !== undefined) {
   const served = await serveProxy(process.argv[3]!, { latencyMs: Number(process.argv[4]), bytesPerSecond: Number(process.argv[5]) });
   process.on('message', (message: Request) => {
+    if (message.op === 'fault') served.fault = message.fault;
     if (message.op === 'reset') {
       served.stats.requests = 0;
       served.stats.bytes = 0;

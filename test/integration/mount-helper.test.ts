@@ -23,8 +23,9 @@ function sh(command: string, args: string[]): { status: number; stdout: string; 
 
 describe('mount-helper option mapping', () => {
   test('mount(8) and systemd options are dropped, tessera options mapped, the rest passed to FUSE', () => {
-    const parsed = parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'ro,allow_other,cache_dir=/c,_netdev,x-systemd.automount,nofail,defaults,suid,prefetch', '-n']);
-    assert.deepEqual(parsed, { source: 'docker://h/r:t', mountpoint: '/mnt', args: ['--cache-dir', '/c', '--prefetch', '-o', 'allow_other,suid'], fake: false });
+    const parsed = parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'ro,allow_other,cache_dir=/c,_netdev,x-systemd.automount,nofail,defaults,suid,prefetch,fetch_timeout=5', '-n']);
+    assert.deepEqual(parsed, { source: 'docker://h/r:t', mountpoint: '/mnt', args: ['--cache-dir', '/c', '--prefetch', '--fetch-timeout', '5', '-o', 'allow_other,suid'], fake: false });
+    assert.throws(() => parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'fetch_timeout=soon']), /fetch_timeout needs a number of seconds/);
   });
   test('a missing mountpoint is a usage error', () => {
     assert.throws(() => parseHelperArgs(['docker://h/r:t']), /usage/);
