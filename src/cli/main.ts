@@ -10,6 +10,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES } from '../errors.js';
+import { reportError } from './output.js';
 
 type Register = (program: Command) => void;
 
@@ -41,15 +42,16 @@ program
 
 const asked = process.argv[2];
 const chosen = COMMANDS.filter(([names]) => asked !== undefined && names.includes(asked));
-for (const [, load] of chosen.length > 0 ? chosen : COMMANDS) (await load())(program);
 
 try {
+  // Registering may read the config file (defaults come from it): its mistakes are the user's too.
+  for (const [, load] of chosen.length > 0 ? chosen : COMMANDS) (await load())(program);
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
     // --help and --version are not errors; usage mistakes exit like bad input.
     process.exitCode = error.exitCode === 0 ? 0 : EXIT_CODES['bad-input'];
   } else {
-    throw error;
+    process.exitCode = reportError(asked ?? 'tessera', error);
   }
 }

@@ -6,6 +6,9 @@
 import * as fs from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseInteger } from './command.js';
+import { parseMirror, settings } from './settings.js';
+import { RegistryClient } from '../registry/client.js';
+import { FailoverSource } from '../store/failover-source.js';
 import { StatsRecorder } from '../cache/cache-stats.js';
 import { DiskCache, DiskCachedStore } from '../cache/disk-cache.js';
 import { MemoryCachedStore, DEFAULT_MEMORY_CACHE_BYTES } from '../cache/memory-cache.js';
@@ -21,12 +24,22 @@ export interface RegistryFlags {
   tlsVerify?: boolean;
   /** Seconds a request may go unanswered, retries included (mount, run). */
   fetchTimeout?: number;
+  /** --mirror, repeatable: registries to read from first. */
+  mirror?: string[];
 }
 
 export function addRegistryOptions(command: Command): Command {
   return command
     .option('--plain-http', 'talk to the registry over HTTP (default only for localhost and 127.0.0.1)')
-    .option('--tls-verify <bool>', 'check the registry\'s TLS certificate', parseBoolean('--tls-verify'), true);
+    .option('--tls-verify <bool>', 'check the registry\'s TLS certificate', parseBoolean('--tls-verify'), true)
+    .option(
+      '--mirror <registry>',
+      'read the image from this registry first (HOST[:PORT][/PREFIX], http:// or https:// to choose): a pull-through cache; repeatable, tried in order before the image\'s own registry, each failing over to the next; more in the config file',
+      (value: string, previous: string[] | undefined) => {
+        parseMirror(value);
+        return [...(previous ?? []), value];
+      },
+    );
 }
 
 function parseBoolean(what: string): (value: string) => boolean {
@@ -45,6 +58,7 @@ export function accessOf(flags: RegistryFlags): RegistryAccess {
     access.timeoutMs = flags.fetchTimeout * 1000;
     access.deadlineMs = flags.fetchTimeout * 1000;
   }
+  if (flags.mirror !== undefined && flags.mirror.length > 0) access.mirrors = flags.mirror;
   return access;
 }
 
@@ -54,6 +68,7 @@ export function registryArgs(flags: RegistryFlags): string[] {
     ...(flags.plainHttp ? ['--plain-http'] : []),
     ...(flags.tlsVerify === false ? ['--tls-verify', 'false'] : []),
     ...(flags.fetchTimeout !== undefined ? ['--fetch-timeout', String(flags.fetchTimeout)] : []),
+    ...(flags.mirror ?? []).flatMap((mirror) => ['--mirror', mirror]),
   ];
 }
 
@@ -66,13 +81,25 @@ export function addFetchTimeoutOption(command: Command): Command {
     '--fetch-timeout <seconds>',
     'a read that needs the registry fails (EIO) when it gets no answer for this long, retries included; the mount stays up and reads work again when the registry answers',
     parseInteger('--fetch-timeout', 1, 3600),
-    DEFAULT_FETCH_TIMEOUT_SECONDS,
+    settings().fetchTimeout ?? DEFAULT_FETCH_TIMEOUT_SECONDS,
   );
 }
 
 export async function openSource(ref: ImageRef, access: RegistryAccess = {}): Promise<BlobSource> {
   if (ref.kind === 'oci-layout') return LayoutSource.open(ref);
-  return RegistrySource.open(ref, access);
+  const origin = RegistrySource.open(ref, access);
+  const mirrors = [...(access.mirrors ?? []), ...(settings().mirrors[ref.host] ?? [])].map((text) => parseMirror(text));
+  if (mirrors.length === 0) return origin;
+  const reference = ref.digest ?? ref.tag ?? 'latest';
+  const places = mirrors.map(
+    (mirror) =>
+      new RegistrySource(
+        new RegistryClient(mirror.host, { ...access, ...(mirror.plainHttp !== undefined ? { plainHttp: mirror.plainHttp } : {}) }),
+        mirror.prefix !== undefined ? `${mirror.prefix}/${ref.repository}` : ref.repository,
+        reference,
+      ),
+  );
+  return new FailoverSource([...places, origin], (message) => process.stderr.write(`tessera: ${message}\n`));
 }
 
 /** Where a build or push writes: the sink, the images already there, and how to let go. */

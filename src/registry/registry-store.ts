@@ -21,6 +21,8 @@ export interface RegistryAccess {
   timeoutMs?: number;
   /** Every request ends within this, retries included (a mount's reads: EIO in bounded time). */
   deadlineMs?: number;
+  /** Registries to read from before this one, in order (HOST[:PORT][/PREFIX]; see cli/settings.ts). Not the client's business: openSource makes a FailoverSource of them. */
+  mirrors?: readonly string[];
 }
 
 function referenceOf(ref: RegistryRef): string {

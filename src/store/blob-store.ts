@@ -31,7 +31,16 @@ export interface BlobSource {
    */
   fetchRanges(digest: OciDigest, ranges: readonly ByteRange[]): Promise<Buffer[]>;
   /** The store's referrers (OCI 1.1), for artifacts attached to the image: prefetch profiles. */
-  referrers?(): ReferrerStore;
+  referrers?(): ReferrerStore | undefined;
+  /**
+   * The places that hold the same blobs, in the order to try them now
+   * (mirrors, then the origin: see failover-source.ts), for a reader that
+   * verifies what it gets and must go to the next place when it does not.
+   */
+  alternatives?(): readonly BlobSource[];
+  /** Hears that one of the alternatives failed, or served, so the order can follow. */
+  reportFailure?(alternative: BlobSource, error: unknown): void;
+  reportSuccess?(alternative: BlobSource): void;
   close(): Promise<void>;
 }
 

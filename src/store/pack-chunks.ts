@@ -142,16 +142,30 @@ export class PackChunkStore implements ChunkStore {
     }
   }
 
-  private async fetchPack(packIndex: number, ranges: PlannedRange[], priority: Priority): Promise<void> {
+  /**
+   * Fetches planned ranges of one pack and settles their chunks. With
+   * several places to read from (mirrors), a request that fails, and the
+   * chunks whose bytes do not verify, go to the next place; only when the
+   * last one fails too do their readers get the error.
+   */
+  private async fetchPack(packIndex: number, ranges: PlannedRange[], priority: Priority, places?: readonly BlobSource[], attempt = 0): Promise<void> {
     const pack = this.packs[packIndex]!;
     const digest = `sha256:${pack.digest.toString('hex')}` as const;
+    const order = places ?? this.source.alternatives?.() ?? [this.source];
+    const place = order[attempt]!;
+    const next = attempt + 1 < order.length;
     if (priority === 'read') this.readRequests += 1;
     let bodies: Buffer[];
     try {
       this.stats.fetches += 1;
       this.stats.ranges += ranges.length;
-      bodies = await this.source.fetchRanges(digest, ranges);
+      bodies = await place.fetchRanges(digest, ranges);
     } catch (error) {
+      if (next) {
+        this.source.reportFailure?.(place, error);
+        void this.fetchPack(packIndex, ranges, priority, order, attempt + 1);
+        return;
+      }
       for (const range of ranges) for (const chunk of range.chunks) this.settle(chunk, { error });
       return;
     } finally {
@@ -160,6 +174,8 @@ export class PackChunkStore implements ChunkStore {
         if (this.readRequests === 0 && this.background.length > 0) this.schedule();
       }
     }
+    const bad: ChunkRecord[] = [];
+    let badError: unknown;
     ranges.forEach((range, i) => {
       const body = bodies[i];
       this.stats.bytes += body?.length ?? 0;
@@ -167,17 +183,28 @@ export class PackChunkStore implements ChunkStore {
         try {
           const start = chunk.packOffset - range.offset;
           if (body === undefined || body.length < start + chunk.compressedLength) {
-            throw corrupt(`${this.source.name}: pack ${digest} ended before ${describeChunk(chunk, `offset ${chunk.packOffset}`)}`);
+            throw corrupt(`${place.name}: pack ${digest} ended before ${describeChunk(chunk, `offset ${chunk.packOffset}`)}`);
           }
           const frame = body.subarray(start, start + chunk.compressedLength);
-          const data = verifyChunk(chunk, decompressChunk(frame, chunk.length, describeChunk(chunk, this.source.name)), this.source.name);
+          const data = verifyChunk(chunk, decompressChunk(frame, chunk.length, describeChunk(chunk, place.name)), place.name);
           this.stats.chunks += 1;
           this.settle(chunk, { data });
         } catch (error) {
-          this.settle(chunk, { error });
+          if (!next) this.settle(chunk, { error });
+          else {
+            bad.push(chunk);
+            badError = error;
+          }
         }
       }
     });
+    if (bad.length > 0) {
+      // Wrong bytes are never served: the next place is asked for these.
+      this.source.reportFailure?.(place, badError);
+      void this.fetchPack(packIndex, planRanges(bad, this.limits), priority, order, attempt + 1);
+    } else {
+      this.source.reportSuccess?.(place);
+    }
   }
 }
 

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { pseudoRandom } from '../helpers/edge-tree.js';
-import { Scratch, tesseraOk } from '../helpers/cli.js';
+import { Scratch, tessera, tesseraOk } from '../helpers/cli.js';
 import { startProxy, type Proxy } from '../helpers/http-proxy.js';
 import { startRegistry, type Registry } from '../helpers/registry-server.js';
 import { FAIL_FAST_MS } from '../../src/store/pack-chunks.js';
@@ -127,5 +127,109 @@ describe('registry faults under a mount', () => {
     assert.ok(fs.readdirSync(`${cacheDir}/chunks`, { recursive: true }).length >= before);
     const log = fs.readFileSync(fs.readdirSync(`${cacheDir}/logs`).map((name) => `${cacheDir}/logs/${name}`)[0]!, 'utf8');
     assert.match(log, /does not match its digest|corrupt|not a valid zstd/i, 'the daemon did not log why the read failed');
+  });
+});
+
+describe('mirrors: read from a pull-through cache first, fail over to the origin', () => {
+  const scratch = new Scratch();
+  const source = scratch.path('source');
+  let origin: Registry;
+  let mirror: Registry;
+  let originProxy: Proxy;
+  let mirrorProxy: Proxy;
+  let ref = '';
+  const file = (mnt: string, i: number): string => `${mnt}/d${String(i).padStart(2, '0')}/data`;
+  const content = (i: number): Buffer => fs.readFileSync(file(source, i));
+
+  before(async () => {
+    for (let i = 0; i < 6; i++) {
+      const dir = `${source}/d${String(i).padStart(2, '0')}`;
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(`${dir}/data`, pseudoRandom(MIB, 3000 + i));
+      fs.writeFileSync(`${dir}/filler`, pseudoRandom(2 * MIB, 4000 + i));
+    }
+    [origin, mirror] = await Promise.all([startRegistry(), startRegistry()]);
+    [originProxy, mirrorProxy] = await Promise.all([startProxy(origin.host), startProxy(mirror.host)]);
+    ref = `docker://${originProxy.host}/apps/tree:v1`;
+    await tesseraOk(['build', source, ref]);
+    // The mirror holds the image under a prefix, as a pull-through cache of several registries does.
+    await tesseraOk(['push', ref, `docker://${mirror.host}/cache/apps/tree:v1`]);
+  });
+  after(async () => {
+    await scratch.cleanup();
+    await Promise.all([originProxy?.stop(), mirrorProxy?.stop()]);
+    await Promise.all([origin?.stop(), mirror?.stop()]);
+  });
+
+  const mountWith = async (name: string, extra: string[], env?: NodeJS.ProcessEnv): Promise<string> => {
+    const mnt = scratch.mountpoint(name);
+    await scratch.mount(ref, mnt, ['--cache-dir', scratch.path(`cache-${name}`), '--fetch-timeout', String(FETCH_TIMEOUT), ...extra], env ? { env } : {});
+    return mnt;
+  };
+
+  test('reads come from the mirror; the origin sees no blob requests', async () => {
+    await Promise.all([originProxy.reset(), mirrorProxy.reset()]);
+    const mnt = await mountWith('mirror-ok', ['--mirror', `${mirrorProxy.host}/cache`]);
+    try {
+      assert.ok((await cat(file(mnt, 0))).bytes.equals(content(0)));
+    } finally {
+      await scratch.umount(mnt);
+    }
+    assert.equal((await originProxy.stats()).rangeRequests, 0, 'the origin served ranges although the mirror had them');
+    assert.ok((await mirrorProxy.stats()).rangeRequests > 0);
+  });
+
+  test('a mirror that sends corrupt bytes: the right bytes come from the origin, and the daemon says why', async () => {
+    await mirrorProxy.setFault({ mode: 'corrupt', match: '/blobs/' });
+    await originProxy.reset();
+    const mnt = await mountWith('mirror-corrupt', ['--mirror', `${mirrorProxy.host}/cache`]);
+    try {
+      const read = await cat(file(mnt, 1));
+      assert.equal(read.code, 0, read.stderr);
+      assert.ok(read.bytes.equals(content(1)));
+    } finally {
+      await scratch.umount(mnt);
+      await mirrorProxy.setFault({ mode: 'none' });
+    }
+    assert.ok((await originProxy.stats()).rangeRequests > 0, 'the origin was never asked');
+    const logs = scratch.path('cache-mirror-corrupt', 'logs');
+    const log = fs.readdirSync(logs).map((name) => fs.readFileSync(`${logs}/${name}`, 'utf8')).join('');
+    assert.match(log, new RegExp(`${mirrorProxy.host.replace(/[.]/g, '\\.')}.* failed .*trying it last`));
+  });
+
+  test('a mirror that hangs: one read waits one fetch timeout, then the origin serves, and the next reads go there at once', async () => {
+    const mnt = await mountWith('mirror-hang', ['--mirror', `${mirrorProxy.host}/cache`]);
+    try {
+      await mirrorProxy.setFault({ mode: 'hang', match: '/blobs/' });
+      const first = await cat(file(mnt, 2));
+      assert.equal(first.code, 0, first.stderr);
+      assert.ok(first.bytes.equals(content(2)));
+      assert.ok(first.seconds < FETCH_TIMEOUT + 2, `the failover took ${first.seconds.toFixed(1)} s`);
+      const second = await cat(file(mnt, 3));
+      assert.ok(second.bytes.equals(content(3)));
+      assert.ok(second.seconds < 1, `the next read waited ${second.seconds.toFixed(1)} s for the hung mirror again`);
+    } finally {
+      await mirrorProxy.setFault({ mode: 'none' });
+      await scratch.umount(mnt);
+    }
+  });
+
+  test('mirrors from the config file; one that lacks the image is passed over', async () => {
+    const config = scratch.path('config.json');
+    fs.writeFileSync(config, JSON.stringify({ mirrors: { [originProxy.host]: [`${mirrorProxy.host}/elsewhere`, `${mirrorProxy.host}/cache`] } }));
+    await Promise.all([originProxy.reset(), mirrorProxy.reset()]);
+    const mnt = await mountWith('mirror-config', [], { TESSERA_CONFIG: config });
+    try {
+      assert.ok((await cat(file(mnt, 4))).bytes.equals(content(4)));
+    } finally {
+      await scratch.umount(mnt);
+    }
+    assert.equal((await originProxy.stats()).rangeRequests, 0);
+    const bad = await tessera(['inspect', ref], { env: { TESSERA_CONFIG: scratch.path('missing-dir', 'nothing.json') } });
+    assert.equal(bad.code, 0, 'a missing config file is no settings');
+    fs.writeFileSync(config, '{"mirrors": {"x": "not a list"}}');
+    const malformed = await tessera(['inspect', ref], { env: { TESSERA_CONFIG: config } });
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.stderr, /^tessera inspect: the config file .*config\.json: mirrors of x must be a list of strings\n$/);
   });
 });
