@@ -46,11 +46,11 @@ async function listFiles(dir: string): Promise<string[]> {
   }
 }
 
-/** The pid a tmp/ file belongs to: "<pid>-<random>" (a write) or "<hex>.fetching" holding it (a claim). */
+/** The pid a tmp/ file belongs to: "<pid>-<random>" (a write), or the pid inside "<hex>.fetching" (a claim) and "evict.lock". */
 function ownerOf(file: string, name: string): number | undefined {
   const write = /^(\d+)-[0-9a-f]+$/.exec(name);
   if (write) return Number(write[1]);
-  if (name.endsWith('.fetching')) {
+  if (name.endsWith('.fetching') || name === 'evict.lock') {
     const pid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
     if (Number.isInteger(pid) && pid > 0) return pid;
     // No pid yet: a claim being made this very moment, unless it is old.

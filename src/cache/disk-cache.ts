@@ -20,6 +20,7 @@ import { describeSystemError, ioError, isSystemError } from '../errors.js';
 import { sha256 } from '../chunk/digest.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import type { ChunkStore, Priority } from '../store/chunk-store.js';
+import { evictToLimit, IN_USE_MS, withEvictionLock } from './cache-evict.js';
 import { FetchClaims } from './fetch-claims.js';
 
 export interface DiskCacheStats {
@@ -29,16 +30,36 @@ export interface DiskCacheStats {
   bytesWritten: number;
 }
 
+export interface DiskCacheOptions {
+  /** Keep the cache under this many bytes, least recently used chunks out first (cache-evict.ts). */
+  maxBytes?: number;
+  /** Hears what eviction did, when it removed something or could not get under the limit. */
+  log?: (message: string) => void;
+}
+
+/** Chunks read are marked used (their mtime set) this often, in one batch. */
+const TOUCH_INTERVAL_MS = 60_000;
+
 export class DiskCache {
   readonly stats: DiskCacheStats = { hits: 0, misses: 0, corrupt: 0, bytesWritten: 0 };
   /** Which chunks other processes sharing this cache are fetching now. */
   readonly claims: FetchClaims;
+  /** Chunks read since the last batch, and when. */
+  private readonly touched = new Map<string, number>();
+  private touchTimer: NodeJS.Timeout | undefined;
+  private writtenSinceEviction = 0;
+  private evicting = false;
+  /** Asked for while a pass ran: run another once it ends (what was written meanwhile was not counted). */
+  private evictAgain = false;
 
-  private constructor(readonly dir: string) {
+  private constructor(
+    readonly dir: string,
+    private readonly options: DiskCacheOptions,
+  ) {
     this.claims = new FetchClaims(path.join(dir, 'tmp'));
   }
 
-  static async open(dir: string): Promise<DiskCache> {
+  static async open(dir: string, options: DiskCacheOptions = {}): Promise<DiskCache> {
     try {
       // 0700: cached chunks are image content, which may be private.
       await fsp.mkdir(path.join(dir, 'chunks'), { recursive: true, mode: 0o700 });
@@ -46,7 +67,62 @@ export class DiskCache {
     } catch (error) {
       throw ioError(`cannot create the chunk cache in ${dir}: ${describeSystemError(error)}`);
     }
-    return new DiskCache(dir);
+    const cache = new DiskCache(dir, options);
+    // A cache already over its size (a lower --cache-max than last time) shrinks at once.
+    if (options.maxBytes !== undefined) cache.evictSoon();
+    return cache;
+  }
+
+  /** Marks a chunk used, for eviction's order: its mtime is set with the next batch. */
+  private touch(hex: string): void {
+    if (this.options.maxBytes === undefined) return;
+    this.touched.set(hex, Date.now());
+    this.touchTimer ??= setTimeout(() => this.flushTouches(), TOUCH_INTERVAL_MS).unref();
+  }
+
+  /** Sets the mtime of the chunks read since the last batch to when they were read (also when the process ends). */
+  flushTouches(): void {
+    if (this.touchTimer !== undefined) clearTimeout(this.touchTimer);
+    this.touchTimer = undefined;
+    for (const [hex, at] of this.touched) {
+      const when = new Date(at);
+      try {
+        fs.utimesSync(path.join(this.dir, 'chunks', hex.slice(0, 2), hex), when, when);
+      } catch {
+        // evicted meanwhile
+      }
+    }
+    this.touched.clear();
+  }
+
+  /** Runs an eviction pass in the background (one at a time here, one per cache across processes). */
+  private evictSoon(): void {
+    const maxBytes = this.options.maxBytes;
+    if (maxBytes === undefined) return;
+    if (this.evicting) {
+      this.evictAgain = true;
+      return;
+    }
+    this.evicting = true;
+    this.evictAgain = false;
+    this.writtenSinceEviction = 0;
+    this.flushTouches();
+    withEvictionLock(this.dir, () => evictToLimit(this.dir, maxBytes))
+      .then((result) => {
+        if (result === undefined) return;
+        const log = this.options.log;
+        if (result.removedChunks > 0) log?.(`cache over its ${maxBytes} bytes: removed ${result.removedChunks} least recently used chunks (${result.removedBytes} bytes)`);
+        if (result.overLimit) {
+          log?.(`cache holds ${result.totalBytes} bytes, over its ${maxBytes}: what is left was used in the last seconds; trying again when it is not`);
+          // What is in use now will not be in a moment, whether or not anything is written meanwhile.
+          setTimeout(() => this.evictSoon(), IN_USE_MS).unref();
+        }
+      })
+      .catch((error: unknown) => this.options.log?.(`cache eviction failed: ${error instanceof Error ? error.message : String(error)}`))
+      .finally(() => {
+        this.evicting = false;
+        if (this.evictAgain) this.evictSoon();
+      });
   }
 
   /** Whether the chunk has an entry (a stat, not a read: cheap enough before every fetch). */
@@ -102,6 +178,7 @@ export class DiskCache {
       return undefined;
     }
     this.stats.hits += 1;
+    this.touch(chunk.digest.toString('hex'));
     return content;
   }
 
@@ -118,6 +195,10 @@ export class DiskCache {
         await fsp.rename(temp, file);
       }
       this.stats.bytesWritten += data.length;
+      this.writtenSinceEviction += data.length;
+      // Checked after a twentieth of the limit is written (at most 64 MiB): a scan per write would cost more than the writes.
+      const maxBytes = this.options.maxBytes;
+      if (maxBytes !== undefined && this.writtenSinceEviction > Math.min(maxBytes / 20, 64 * 1024 * 1024)) this.evictSoon();
     } catch (error) {
       await fsp.rm(temp, { force: true });
       throw ioError(`cannot write chunk to the cache ${this.dir}: ${describeSystemError(error)}`);

@@ -32,6 +32,8 @@ export interface DaemonOptions {
   /** Absolute. */
   mountpoint: string;
   cacheDir: string;
+  /** Keep the cache under this many bytes. */
+  cacheMax?: number;
   /** Checked already (parseMountOptions). */
   fuseOptions: readonly string[];
   registry: RegistryFlags;
@@ -78,6 +80,7 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
     logFile,
     '--cache-dir',
     options.cacheDir,
+    ...(options.cacheMax !== undefined ? ['--cache-max', String(options.cacheMax)] : []),
     ...(options.prefetch ? ['--prefetch'] : []),
     ...(options.record ? ['--record', path.resolve(options.record)] : []),
     ...registryArgs(options.registry),
@@ -122,9 +125,12 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
   let access: AccessRecorder | undefined;
   let prefetch: BackgroundPrefetch | undefined;
   let lastRequestAt = 0;
+  let diskCache: DiskCache | undefined;
   try {
     const opened = await openImageWithCache(refText, {
       cacheDir,
+      ...(options.cacheMax !== undefined ? { cacheMax: options.cacheMax } : {}),
+      log: (message) => log.info(message),
       access: accessOf(options.registry),
       // The profiles need only the digest: fetch them while the rest of the image opens.
       onManifest: (descriptor, source) => {
@@ -132,6 +138,7 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
       },
     });
     image = opened.image;
+    diskCache = opened.disk;
     if (opened.disk) {
       recorder = statsRecorderFor(image, opened.disk);
       recorder.start();
@@ -175,6 +182,7 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
     throw error;
   } finally {
     prefetch?.stop();
+    diskCache?.flushTouches();
     recorder?.stop();
     if (access !== undefined && image !== undefined && options.record !== undefined) writeRecording(options.record, image.manifestDigest, access);
     removeMountRecord(mountpoint, process.pid);

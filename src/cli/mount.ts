@@ -12,12 +12,11 @@ import { checkMountpoint } from '../fuse/mount-table.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
 import { serveMount, startMountDaemon, type DaemonOptions } from './mount-daemon.js';
-import { addFetchTimeoutOption, addRegistryOptions, type RegistryFlags } from './open-image.js';
+import { addCacheOptions, addFetchTimeoutOption, addRegistryOptions, type CacheFlags, type RegistryFlags } from './open-image.js';
 
-interface MountFlags extends RegistryFlags {
+interface MountFlags extends RegistryFlags, CacheFlags {
   prefetch?: boolean;
   record?: string;
-  cacheDir?: string;
   option: string[];
   foreground?: boolean;
   log?: string;
@@ -50,13 +49,13 @@ export function registerMount(program: Command): void {
     .description('mount an image read-only with FUSE; returns once the mount serves requests. Registry images are fetched lazily, as they are read')
     .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
     .argument('<mountpoint>', 'an existing, empty directory')
-    .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('-o, --option <opts>', 'FUSE/mount options, comma-separated (allow_other, suid, dev, ...); repeatable', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('-f, --foreground', 'serve from this process instead of a background daemon')
     .option('--prefetch', "fetch the image into the cache in the background, behind the reads: what its profiles (tessera optimize) say a start reads first, then the rest")
     .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
     .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp())
     .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
+  addCacheOptions(command);
   addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('mount', runMount));
 }
@@ -67,6 +66,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
     refText,
     mountpoint: path.resolve(mountpoint),
     cacheDir: path.resolve(flags.cacheDir ?? defaultCacheDir()),
+    ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}),
     fuseOptions: parseMountOptions(flags.option),
     registry: flags,
     ...(flags.prefetch ? { prefetch: true } : {}),

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseInteger } from './command.js';
-import { parseMirror, settings } from './settings.js';
+import { parseMirror, parseSize, settings } from './settings.js';
 import { RegistryClient } from '../registry/client.js';
 import { FailoverSource } from '../store/failover-source.js';
 import { StatsRecorder } from '../cache/cache-stats.js';
@@ -136,6 +136,10 @@ export async function openTarget(ref: ImageRef, access: RegistryAccess = {}): Pr
 export interface OpenOptions {
   /** Keep fetched chunks, uncompressed and verified, in this shared cache. */
   cacheDir?: string;
+  /** Keep that cache under this many bytes. */
+  cacheMax?: number;
+  /** Where eviction says what it did. */
+  log?: (message: string) => void;
   memoryCacheBytes?: number;
   access?: RegistryAccess;
   onManifest?: OpenImageOptions['onManifest'];
@@ -148,9 +152,16 @@ export interface OpenedImage {
 }
 
 export async function openImageWithCache(refText: string, options: OpenOptions = {}): Promise<OpenedImage> {
-  const source = await openSource(parseRef(refText), options.access);
+  return openSourceWithCache(await openSource(parseRef(refText), options.access), options);
+}
+
+/** An image of an opened source, with the caches in front; the source is closed if opening fails. */
+export async function openSourceWithCache(source: BlobSource, options: OpenOptions = {}): Promise<OpenedImage> {
   try {
-    const disk = options.cacheDir !== undefined ? await DiskCache.open(options.cacheDir) : undefined;
+    const disk =
+      options.cacheDir !== undefined
+        ? await DiskCache.open(options.cacheDir, { ...(options.cacheMax !== undefined ? { maxBytes: options.cacheMax } : {}), ...(options.log ? { log: options.log } : {}) })
+        : undefined;
     const image = await Image.open(source, {
       wrapChunkStore: (origin) =>
         new MemoryCachedStore(disk ? new DiskCachedStore(disk, origin) : origin, options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES),
@@ -176,4 +187,28 @@ export function statsRecorderFor(image: Image, disk: DiskCache): StatsRecorder {
     bytesFetched: image.fetched.bytes,
     requests: image.fetched.fetches,
   }));
+}
+
+/** The flags of commands that use the shared chunk cache. */
+export interface CacheFlags {
+  cacheDir?: string;
+  cacheMax?: number;
+}
+
+/** --cache-dir, and --cache-max for the commands that fill the cache. */
+export function addCacheOptions(command: Command, fills = true): Command {
+  command.option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)');
+  if (!fills) return command;
+  const fromSettings = settings().cacheMax;
+  return command.option(
+    '--cache-max <size>',
+    'keep the cache under this size (512M, 20G, ...): least recently used chunks are removed, never ones in use; also "cacheMax" in the config file',
+    (value: string) => parseSize(value, '--cache-max'),
+    fromSettings,
+  );
+}
+
+/** The same flags, to hand to the mount daemon. */
+export function cacheArgs(flags: CacheFlags): string[] {
+  return flags.cacheMax !== undefined ? ['--cache-max', String(flags.cacheMax)] : [];
 }

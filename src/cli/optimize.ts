@@ -20,7 +20,7 @@ import { runtimeDir } from '../fuse/mount-records.js';
 import { attachProfile, describeCommand } from '../image/profiles.js';
 import { parseRef } from '../store/ref.js';
 import { action, parseInteger } from './command.js';
-import { accessOf, addRegistryOptions, openSource } from './open-image.js';
+import { accessOf, addCacheOptions, addRegistryOptions, openSource } from './open-image.js';
 import { printJson } from './output.js';
 import { addContainerOptions, runInContainer, type RunFlags } from './run.js';
 
@@ -35,10 +35,10 @@ export function registerOptimize(program: Command): void {
     .description("record which chunks a container start reads (CMD in a runc container on the image), and store that profile with the image, so prefetch and mount --prefetch fetch them first")
     .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
     .argument('<command...>', 'the command to record and its arguments, after --')
-    .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('--timeout <seconds>', 'stop recording (and kill the container) after this long: for commands that serve and do not exit', parseInteger('--timeout', 1, 86400), 60)
     .option('--json', 'print the result as JSON');
   addContainerOptions(command);
+  addCacheOptions(command);
   addRegistryOptions(command).action(action('optimize', runOptimize));
 }
 

@@ -17,11 +17,10 @@ import type { Profile } from '../format/profile.js';
 import { describeCommand, fetchProfiles, keepFitting, mergeOrders } from '../image/profiles.js';
 import { action } from './command.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
-import { accessOf, addRegistryOptions, openImageWithCache, statsRecorderFor, type RegistryFlags } from './open-image.js';
+import { accessOf, addCacheOptions, addRegistryOptions, openImageWithCache, statsRecorderFor, type CacheFlags, type RegistryFlags } from './open-image.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
-interface PrefetchFlags extends RegistryFlags {
-  cacheDir?: string;
+interface PrefetchFlags extends RegistryFlags, CacheFlags {
   all?: boolean;
   json?: boolean;
 }
@@ -37,14 +36,15 @@ export function registerPrefetch(program: Command): void {
     .command('prefetch')
     .description("fetch into the shared cache the chunks the image's profiles say a start reads (tessera optimize records them); with --all, everything")
     .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
-    .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('--all', 'fetch the whole image: the profiles first, then the rest')
     .option('--json', 'print the result as JSON');
+  addCacheOptions(command);
   addRegistryOptions(command).action(action('prefetch', runPrefetch));
 }
 
 export interface PrefetchOptions {
   cacheDir: string;
+  cacheMax?: number;
   access: RegistryAccess;
   /** Everything, the profiles first. */
   all?: boolean;
@@ -77,6 +77,8 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
   let fetching: Promise<Profile[]> = Promise.resolve([]);
   const { image, disk } = await openImageWithCache(refText, {
     cacheDir: options.cacheDir,
+    ...(options.cacheMax !== undefined ? { cacheMax: options.cacheMax } : {}),
+    log: options.warn,
     memoryCacheBytes: 1,
     access: options.access,
     onManifest: (descriptor, source) => {
@@ -142,6 +144,7 @@ async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void>
   try {
     figures = await prefetchImage(refText, {
       cacheDir,
+      ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}),
       access: accessOf(flags),
       ...(flags.all ? { all: true } : {}),
       onProgress: (done, total) => progress.update(done, total),

@@ -8,11 +8,10 @@ import type { Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
 import { fetchChunks } from '../image/fetch-chunks.js';
 import { action } from './command.js';
-import { accessOf, addRegistryOptions, openImageWithCache, statsRecorderFor, type RegistryFlags } from './open-image.js';
+import { accessOf, addCacheOptions, addRegistryOptions, openImageWithCache, statsRecorderFor, type CacheFlags, type RegistryFlags } from './open-image.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
-interface PullFlags extends RegistryFlags {
-  cacheDir?: string;
+interface PullFlags extends RegistryFlags, CacheFlags {
   json?: boolean;
 }
 
@@ -25,8 +24,8 @@ export function registerPull(program: Command): void {
     .command('pull')
     .description('fetch a whole image into the shared chunk cache, so mounts of it read nothing over the network')
     .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
-    .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('--json', 'print the result as JSON');
+  addCacheOptions(command);
   addRegistryOptions(command).action(action('pull', runPull));
 }
 
@@ -34,7 +33,7 @@ async function runPull(refText: string, flags: PullFlags): Promise<void> {
   const started = Date.now();
   const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
   // No memory cache: every chunk is written to disk and not read again here.
-  const { image, disk } = await openImageWithCache(refText, { cacheDir, memoryCacheBytes: 1, access: accessOf(flags) });
+  const { image, disk } = await openImageWithCache(refText, { cacheDir, ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}), log: (message) => process.stderr.write(`tessera pull: ${message}\n`), memoryCacheBytes: 1, access: accessOf(flags) });
   const recorder = statsRecorderFor(image, disk!);
   const progress = byteProgress('pulling', !flags.json);
   try {

@@ -22,11 +22,10 @@ import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
 import { startMountDaemon } from './mount-daemon.js';
 import { prefetchImage } from './prefetch.js';
-import { accessOf, addFetchTimeoutOption, addRegistryOptions, openSource, type RegistryFlags } from './open-image.js';
+import { accessOf, addCacheOptions, addFetchTimeoutOption, addRegistryOptions, openSource, type CacheFlags, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
 
-export interface RunFlags extends RegistryFlags {
-  cacheDir?: string;
+export interface RunFlags extends RegistryFlags, CacheFlags {
   keep?: boolean;
   network: 'host' | 'none';
   tty?: boolean;
@@ -43,10 +42,10 @@ export function registerRun(program: Command): void {
     .description('run a command in a runc container whose read-only root is the (lazily fetched) image')
     .argument('<ref>', 'the image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]')
     .argument('[command...]', "the command and its arguments, after --; default: the image's entrypoint and cmd")
-    .option('--cache-dir <dir>', 'shared chunk cache (default: $TESSERA_CACHE_DIR, /var/cache/tessera for root, ~/.cache/tessera)')
     .option('--keep', 'leave the image mounted afterwards (a later run reuses the mount)')
     .option('--prefetch', "when tessera mounts the image: fetch it in the background, what its profiles (tessera optimize) name first (mount --prefetch)");
   addContainerOptions(command);
+  addCacheOptions(command);
   addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('run', runContainer));
 }
@@ -136,6 +135,7 @@ export async function runInContainer(refText: string, commandLine: string[], fla
         refText,
         mountpoint: rootfs,
         cacheDir,
+        ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}),
         fuseOptions,
         registry: flags,
         ...(flags.prefetch ? { prefetch: true } : {}),
@@ -188,7 +188,7 @@ interface EarlyPrefetch {
 function startEarlyPrefetch(refText: string, cacheDir: string, flags: RunFlags): EarlyPrefetch {
   let stopped = false;
   const warn = (message: string): void => void process.stderr.write(`tessera run: prefetch: ${message}\n`);
-  const done = prefetchImage(refText, { cacheDir, access: accessOf(flags), ordered: true, shouldStop: () => stopped, warn }).then(
+  const done = prefetchImage(refText, { cacheDir, ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}), access: accessOf(flags), ordered: true, shouldStop: () => stopped, warn }).then(
     () => undefined,
     // The mount fetches what the start reads anyway; say why this did not help.
     (error: unknown) => warn(`${error instanceof Error ? error.message : String(error)}; the mount fetches what the start reads`),

@@ -6,7 +6,8 @@
  *
  *   {
  *     "mirrors": { "registry.example": ["mirror.local:5000", "https://cache.example/hub"] },
- *     "fetchTimeout": 10
+ *     "fetchTimeout": 10,
+ *     "cacheMax": "20G"
  *   }
  *
  * mirrors: per registry host, the registries tried before it, in order,
@@ -14,6 +15,7 @@
  * `http://` or `https://` to choose the scheme; PREFIX is put before the
  * repository). Mirrors given with --mirror come first.
  * fetchTimeout: the default of --fetch-timeout.
+ * cacheMax: the default of --cache-max (a size: bytes, or 512M, 20G, 1.5T).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,6 +26,7 @@ import { isRecord } from '../format/manifest.js';
 export interface Settings {
   mirrors: Readonly<Record<string, readonly string[]>>;
   fetchTimeout?: number;
+  cacheMax?: number;
 }
 
 export function settingsFile(): string {
@@ -57,7 +60,7 @@ export function readSettings(file: string): Settings {
     throw badInput(`the config file ${file} is not valid JSON (${(error as Error).message})`);
   }
   if (!isRecord(value)) throw badInput(`the config file ${file} must hold a JSON object`);
-  const known = ['mirrors', 'fetchTimeout'];
+  const known = ['mirrors', 'fetchTimeout', 'cacheMax'];
   const unknown = Object.keys(value).filter((key) => !known.includes(key));
   if (unknown.length > 0) throw badInput(`the config file ${file}: unknown setting ${JSON.stringify(unknown[0])} (known: ${known.join(', ')})`);
   const mirrors: Record<string, string[]> = {};
@@ -74,7 +77,21 @@ export function readSettings(file: string): Settings {
     if (!Number.isInteger(value.fetchTimeout) || (value.fetchTimeout as number) < 1) throw badInput(`the config file ${file}: "fetchTimeout" must be a whole number of seconds`);
     result.fetchTimeout = value.fetchTimeout as number;
   }
+  if (value.cacheMax !== undefined) {
+    if (typeof value.cacheMax !== 'string' && typeof value.cacheMax !== 'number') throw badInput(`the config file ${file}: "cacheMax" must be a size such as "20G"`);
+    result.cacheMax = parseSize(String(value.cacheMax), `the config file ${file}: "cacheMax"`);
+  }
   return result;
+}
+
+const UNITS: Readonly<Record<string, number>> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+/** A size as people write it: 1048576, 512M, 20G, 1.5T (K, M, G, T: powers of 1024; a trailing B or iB is allowed). */
+export function parseSize(text: string, what = 'size'): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  const bytes = match ? Math.floor(Number(match[1]) * UNITS[match[2]!.toUpperCase()]!) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw badInput(`${what}: ${JSON.stringify(text)} is not a size (write bytes, or 512M, 20G, 1.5T)`);
+  return bytes;
 }
 
 export interface Mirror {
