@@ -94,6 +94,13 @@ describe('cache size and garbage', () => {
     } finally {
       await scratch.umount(mnt);
     }
+    // Cached chunks are image content, which may be private: only the owner may look.
+    for (const dir of [cacheDir, `${cacheDir}/chunks`, `${cacheDir}/tmp`, `${cacheDir}/logs`]) assert.equal(fs.statSync(dir).mode & 0o777, 0o700, `${dir} is open to others`);
+    const sub = fs.readdirSync(`${cacheDir}/chunks`)[0]!;
+    assert.equal(fs.statSync(`${cacheDir}/chunks/${sub}`).mode & 0o777, 0o700);
+    const entry = fs.readdirSync(`${cacheDir}/chunks/${sub}`)[0]!;
+    assert.equal(fs.statSync(`${cacheDir}/chunks/${sub}/${entry}`).mode & 0o777, 0o600);
+    for (const log of fs.readdirSync(`${cacheDir}/logs`)) assert.equal(fs.statSync(`${cacheDir}/logs/${log}`).mode & 0o777, 0o600);
     const badSize = await tessera(['mount', '--cache-max', 'lots', refA, mnt]);
     assert.equal(badSize.code, 2);
     assert.match(badSize.stderr, /--cache-max: "lots" is not a size/);
