@@ -58,7 +58,10 @@ export function parseHelperArgs(argv: readonly string[]): HelperInvocation {
     } else if (key === 'plain_http') args.push('--plain-http');
     else if (key === 'tls_verify') args.push('--tls-verify', value ?? 'true');
     else if (key === 'prefetch') args.push('--prefetch');
-    else if (key === 'fetch_timeout' || key === 'fetch-timeout') {
+    else if (key === 'memory_max' || key === 'cache_max') {
+      if (!value) throw new Error(`${key} needs a size (${key}=256M)`);
+      args.push(key === 'memory_max' ? '--memory-max' : '--cache-max', value);
+    } else if (key === 'fetch_timeout' || key === 'fetch-timeout') {
       if (!value || !/^\d+$/.test(value)) throw new Error('fetch_timeout needs a number of seconds (fetch_timeout=10)');
       args.push('--fetch-timeout', value);
     }

@@ -11,10 +11,11 @@ import { badInput } from '../errors.js';
 import { checkMountpoint } from '../fuse/mount-table.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
-import { serveMount, startMountDaemon, type DaemonOptions } from './mount-daemon.js';
-import { addCacheOptions, addFetchTimeoutOption, addRegistryOptions, type CacheFlags, type RegistryFlags } from './open-image.js';
+import { checkMemoryMax, serveMount, startMountDaemon, type DaemonOptions } from './mount-daemon.js';
+import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addRegistryOptions, type CacheFlags, type RegistryFlags } from './open-image.js';
 
 interface MountFlags extends RegistryFlags, CacheFlags {
+  memoryMax?: number;
   prefetch?: boolean;
   record?: string;
   option: string[];
@@ -56,17 +57,20 @@ export function registerMount(program: Command): void {
     .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp())
     .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
   addCacheOptions(command);
+  addMemoryOption(command);
   addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('mount', runMount));
 }
 
 async function runMount(refText: string, mountpoint: string, flags: MountFlags): Promise<void> {
   parseRef(refText);
+  checkMemoryMax(flags.memoryMax);
   const options: DaemonOptions = {
     refText,
     mountpoint: path.resolve(mountpoint),
     cacheDir: path.resolve(flags.cacheDir ?? defaultCacheDir()),
     ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}),
+    ...(flags.memoryMax !== undefined ? { memoryMax: flags.memoryMax } : {}),
     fuseOptions: parseMountOptions(flags.option),
     registry: flags,
     ...(flags.prefetch ? { prefetch: true } : {}),

@@ -212,3 +212,13 @@ export function addCacheOptions(command: Command, fills = true): Command {
 export function cacheArgs(flags: CacheFlags): string[] {
   return flags.cacheMax !== undefined ? ['--cache-max', String(flags.cacheMax)] : [];
 }
+
+/** --memory-max, for the commands that run a mount daemon (mount, run). */
+export function addMemoryOption(command: Command): Command {
+  return command.option(
+    '--memory-max <size>',
+    "keep the mount daemon's memory (RSS) under about this (128M, 1G, ...): its chunk cache in memory gets what the rest does not need; default: a 128 MiB chunk cache; also \"memoryMax\" in the config file",
+    (value: string) => parseSize(value, '--memory-max'),
+    settings().memoryMax,
+  );
+}

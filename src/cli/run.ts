@@ -20,12 +20,13 @@ import { mountAt, TESSERA_FS_TYPE } from '../fuse/mount-table.js';
 import { action } from './command.js';
 import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
-import { startMountDaemon } from './mount-daemon.js';
+import { checkMemoryMax, startMountDaemon } from './mount-daemon.js';
 import { prefetchImage } from './prefetch.js';
-import { accessOf, addCacheOptions, addFetchTimeoutOption, addRegistryOptions, openSource, type CacheFlags, type RegistryFlags } from './open-image.js';
+import { accessOf, addCacheOptions, addFetchTimeoutOption, addMemoryOption, addRegistryOptions, openSource, type CacheFlags, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
 
 export interface RunFlags extends RegistryFlags, CacheFlags {
+  memoryMax?: number;
   keep?: boolean;
   network: 'host' | 'none';
   tty?: boolean;
@@ -46,6 +47,7 @@ export function registerRun(program: Command): void {
     .option('--prefetch', "when tessera mounts the image: fetch it in the background, what its profiles (tessera optimize) name first (mount --prefetch)");
   addContainerOptions(command);
   addCacheOptions(command);
+  addMemoryOption(command);
   addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('run', runContainer));
 }
@@ -95,6 +97,7 @@ export async function runInContainer(refText: string, commandLine: string[], fla
   // allow_other: the container's processes may run as any user, and
   // default_permissions has the kernel check the image's modes for them.
   const fuseOptions = parseMountOptions(['allow_other', ...flags.option]);
+  checkMemoryMax(flags.memoryMax);
   parseRef(refText);
   // A live mount of this very image is as good as a new one, and already
   // warm. Only when there are live mounts is the reference resolved first
@@ -136,6 +139,7 @@ export async function runInContainer(refText: string, commandLine: string[], fla
         mountpoint: rootfs,
         cacheDir,
         ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}),
+        ...(flags.memoryMax !== undefined ? { memoryMax: flags.memoryMax } : {}),
         fuseOptions,
         registry: flags,
         ...(flags.prefetch ? { prefetch: true } : {}),

@@ -16,6 +16,7 @@
  * repository). Mirrors given with --mirror come first.
  * fetchTimeout: the default of --fetch-timeout.
  * cacheMax: the default of --cache-max (a size: bytes, or 512M, 20G, 1.5T).
+ * memoryMax: the default of --memory-max.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -27,6 +28,7 @@ export interface Settings {
   mirrors: Readonly<Record<string, readonly string[]>>;
   fetchTimeout?: number;
   cacheMax?: number;
+  memoryMax?: number;
 }
 
 export function settingsFile(): string {
@@ -60,7 +62,7 @@ export function readSettings(file: string): Settings {
     throw badInput(`the config file ${file} is not valid JSON (${(error as Error).message})`);
   }
   if (!isRecord(value)) throw badInput(`the config file ${file} must hold a JSON object`);
-  const known = ['mirrors', 'fetchTimeout', 'cacheMax'];
+  const known = ['mirrors', 'fetchTimeout', 'cacheMax', 'memoryMax'];
   const unknown = Object.keys(value).filter((key) => !known.includes(key));
   if (unknown.length > 0) throw badInput(`the config file ${file}: unknown setting ${JSON.stringify(unknown[0])} (known: ${known.join(', ')})`);
   const mirrors: Record<string, string[]> = {};
@@ -80,6 +82,10 @@ export function readSettings(file: string): Settings {
   if (value.cacheMax !== undefined) {
     if (typeof value.cacheMax !== 'string' && typeof value.cacheMax !== 'number') throw badInput(`the config file ${file}: "cacheMax" must be a size such as "20G"`);
     result.cacheMax = parseSize(String(value.cacheMax), `the config file ${file}: "cacheMax"`);
+  }
+  if (value.memoryMax !== undefined) {
+    if (typeof value.memoryMax !== 'string' && typeof value.memoryMax !== 'number') throw badInput(`the config file ${file}: "memoryMax" must be a size such as "256M"`);
+    result.memoryMax = parseSize(String(value.memoryMax), `the config file ${file}: "memoryMax"`);
   }
   return result;
 }

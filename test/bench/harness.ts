@@ -328,12 +328,12 @@ export interface Mounted {
   unmount: () => Promise<void>;
 }
 
-/** tessera mount --cache-dir cacheDir ref mountpoint; parses the daemon pid. */
-export async function mountTessera(ref: string, mountpoint: string, cacheDir: string): Promise<Mounted> {
+/** tessera mount --cache-dir cacheDir [extra] ref mountpoint; parses the daemon pid. */
+export async function mountTessera(ref: string, mountpoint: string, cacheDir: string, extra: readonly string[] = []): Promise<Mounted> {
   fs.mkdirSync(mountpoint, { recursive: true });
   let pid: number | undefined;
   const unmount = onCleanup(`unmount ${mountpoint}`, () => unmountFuse(mountpoint, pid));
-  const result = await tessera(['mount', '--cache-dir', cacheDir, ref, mountpoint]);
+  const result = await tessera(['mount', '--cache-dir', cacheDir, ...extra, ref, mountpoint]);
   const match = /daemon pid (\d+)/.exec(result.stdout);
   if (match === null) throw new Error(`tessera mount printed no daemon pid: ${result.stdout}`);
   pid = Number(match[1]);

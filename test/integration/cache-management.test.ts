@@ -154,4 +154,25 @@ describe('cache size and garbage', () => {
       await scratch.umount(mnt);
     }
   });
+
+  test('--memory-max bounds the daemon: its peak RSS over a full read stays under it; a bound it cannot keep is refused', async () => {
+    const big = scratch.path('big');
+    fs.mkdirSync(big);
+    for (let i = 0; i < 12; i++) fs.writeFileSync(`${big}/blob-${i}`, pseudoRandom(4 * MIB, 900 + i));
+    const ref = `docker://${proxy.host}/cache/big:v1`;
+    await tesseraOk(['build', big, ref]);
+    const mnt = scratch.mountpoint('mnt-memory');
+    const mounted = await scratch.mount(ref, mnt, ['--cache-dir', scratch.path('cache-memory'), '--memory-max', '128M']);
+    const pid = Number(/daemon pid (\d+)/.exec(mounted.stdout)![1]);
+    try {
+      readAll(mnt, big);
+      const peak = Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+      assert.ok(peak <= 128 * MIB, `the daemon peaked at ${(peak / MIB).toFixed(1)} MiB with --memory-max 128M`);
+    } finally {
+      await scratch.umount(mnt);
+    }
+    const tooSmall = await tessera(['mount', '--memory-max', '64M', ref, mnt]);
+    assert.equal(tooSmall.code, 2);
+    assert.match(tooSmall.stderr, /^tessera mount: --memory-max \d+ bytes is less than a mount daemon needs/);
+  });
 });

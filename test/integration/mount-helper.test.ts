@@ -26,6 +26,8 @@ describe('mount-helper option mapping', () => {
     const parsed = parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'ro,allow_other,cache_dir=/c,_netdev,x-systemd.automount,nofail,defaults,suid,prefetch,fetch_timeout=5', '-n']);
     assert.deepEqual(parsed, { source: 'docker://h/r:t', mountpoint: '/mnt', args: ['--cache-dir', '/c', '--prefetch', '--fetch-timeout', '5', '-o', 'allow_other,suid'], fake: false });
     assert.throws(() => parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'fetch_timeout=soon']), /fetch_timeout needs a number of seconds/);
+    assert.deepEqual(parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'memory_max=256M,cache_max=20G']).args, ['--memory-max', '256M', '--cache-max', '20G']);
+    assert.throws(() => parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'memory_max']), /memory_max needs a size/);
   });
   test('a missing mountpoint is a usage error', () => {
     assert.throws(() => parseHelperArgs(['docker://h/r:t']), /usage/);
