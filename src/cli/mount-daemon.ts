@@ -1,19 +1,14 @@
 /**
- * The mount daemon, seen from both ends. `startMountDaemon` spawns it in
- * the background (detached, logging to a file) and waits for one JSON line
- * on a pipe saying it serves (with the manifest it mounted and the image's
- * container config, which `tessera run` needs) or why it failed.
- * `serveMount` is the daemon itself: open the image with the caches in
- * front, serve it, prefetch and record if asked, clean up at unmount.
+ * The mount daemon itself (daemon-launcher.ts starts it): open the image
+ * with the caches in front, serve it, prefetch and record if asked, clean
+ * up at unmount.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { StatsRecorder } from '../cache/cache-stats.js';
 import type { OciDigest } from '../chunk/digest.js';
 import type { DiskCache } from '../cache/disk-cache.js';
-import { badInput, EXIT_CODES, TesseraError, type ErrorKind } from '../errors.js';
-import type { ContainerConfig } from '../format/manifest.js';
+import { EXIT_CODES, TesseraError } from '../errors.js';
+import { memoryCacheFor, type DaemonOptions, type ReadyMessage } from './daemon-launcher.js';
 import type { ChunkOrder, Profile } from '../format/profile.js';
 import { serveImage } from '../fuse/daemon.js';
 import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
@@ -25,96 +20,7 @@ import { DEFAULT_READ_AHEAD, ReadAhead, type ReadAheadLimits } from '../image/re
 import { stderrLogger, type Logger } from '../log.js';
 import type { BlobSource } from '../store/blob-store.js';
 import { formatRef, parseRef } from '../store/ref.js';
-import { accessOf, openImageWithCache, registryArgs, statsRecorderFor, type RegistryFlags } from './open-image.js';
-
-export interface DaemonOptions {
-  refText: string;
-  /** Absolute. */
-  mountpoint: string;
-  cacheDir: string;
-  /** Keep the cache under this many bytes. */
-  cacheMax?: number;
-  /** Keep the daemon's memory (RSS) under about this many bytes: its chunk cache in memory gets what Node and the rest do not need. */
-  memoryMax?: number;
-  /** Checked already (parseMountOptions). */
-  fuseOptions: readonly string[];
-  registry: RegistryFlags;
-  prefetch?: boolean;
-  /** Write the chunks reads touch, in order, to this file at unmount (tessera optimize). */
-  record?: string;
-  /** Where the daemon logs; default <cache-dir>/logs/<mountpoint>.log. */
-  log?: string;
-}
-
-/** The daemon tells its parent it is ready (or why it failed) with one JSON line on its ready fd. */
-interface ReadyMessage {
-  ready?: boolean;
-  manifest?: string;
-  container?: ContainerConfig;
-  error?: string;
-  kind?: ErrorKind;
-}
-
-export interface StartedDaemon {
-  pid: number;
-  logFile: string;
-  /** The manifest digest the mount serves. */
-  manifest: string;
-  container?: ContainerConfig;
-}
-
-export function defaultLogFile(cacheDir: string, mountpoint: string): string {
-  return path.join(cacheDir, 'logs', `${mountpoint.replace(/\//g, '_').replace(/^_/, '') || 'root'}.log`);
-}
-
-/** Starts the daemon in the background; resolves once the mount serves, rejects with the daemon's own error otherwise. */
-export async function startMountDaemon(options: DaemonOptions): Promise<StartedDaemon> {
-  const logFile = path.resolve(options.log ?? defaultLogFile(options.cacheDir, options.mountpoint));
-  fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
-  const logFd = fs.openSync(logFile, 'a', 0o600);
-  const args = [
-    // Under a memory bound, a young generation of 2 MiB semi-spaces (16 by
-    // default): 14 MB less at the peak of a million-file read, no slower.
-    ...(options.memoryMax !== undefined ? ['--max-semi-space-size=2'] : []),
-    process.argv[1]!,
-    'mount',
-    '--foreground',
-    '--ready-fd',
-    '3',
-    '--log',
-    logFile,
-    '--cache-dir',
-    options.cacheDir,
-    ...(options.cacheMax !== undefined ? ['--cache-max', String(options.cacheMax)] : []),
-    ...(options.memoryMax !== undefined ? ['--memory-max', String(options.memoryMax)] : []),
-    ...(options.prefetch ? ['--prefetch'] : []),
-    ...(options.record ? ['--record', path.resolve(options.record)] : []),
-    ...registryArgs(options.registry),
-    ...options.fuseOptions.flatMap((o) => ['-o', o]),
-    options.refText,
-    options.mountpoint,
-  ];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
-  fs.closeSync(logFd);
-  const message = await new Promise<ReadyMessage>((resolve) => {
-    let text = '';
-    const pipe = child.stdio[3] as NodeJS.ReadableStream;
-    pipe.setEncoding('utf8');
-    pipe.on('data', (data: string) => {
-      text += data;
-      const newline = text.indexOf('\n');
-      if (newline >= 0) resolve(JSON.parse(text.slice(0, newline)) as ReadyMessage);
-    });
-    child.on('exit', (code) => resolve({ error: `the mount daemon exited (code ${code}) before the mount was ready; see ${logFile}`, kind: 'internal' }));
-    child.on('error', (error) => resolve({ error: `cannot start the mount daemon: ${error.message}`, kind: 'internal' }));
-  });
-  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  if (!message.ready || message.manifest === undefined || child.pid === undefined) {
-    throw new TesseraError(message.kind ?? 'internal', message.error ?? 'the mount daemon failed');
-  }
-  child.unref();
-  return { pid: child.pid, logFile, manifest: message.manifest, ...(message.container ? { container: message.container } : {}) };
-}
+import { accessOf, openImageWithCache, statsRecorderFor } from './open-image.js';
 
 /** The daemon: serves the mount until it is unmounted. With readyFd, reports readiness (or failure) there instead of throwing. */
 export async function serveMount(options: DaemonOptions, readyFd: number | undefined): Promise<void> {
@@ -205,29 +111,6 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
  * third (measured at 1 Gbit/s, where the rest comes in fastest).
  */
 const QUIET_MS = 200;
-
-/**
- * What a daemon needs besides its chunk cache in memory: Node itself (about
- * 55 MB here), the tree's records in use, requests and chunks on the way
- * (read-ahead is held to a quarter of the chunk cache). Measured with
- * --memory-max 128M (a 16 MiB chunk cache): a full read of 48 MiB of 4 MiB
- * incompressible files peaked at 111-121 MiB (with 96 MiB here and a 32 MiB
- * cache it reached 134 MiB), a million-file read lower (README).
- */
-export const DAEMON_BASE_BYTES = 112 * 1024 * 1024;
-
-/** A bound the daemon cannot keep is refused up front, not broken later. */
-export function checkMemoryMax(memoryMax: number | undefined): void {
-  const least = DAEMON_BASE_BYTES + 8 * 1024 * 1024;
-  if (memoryMax !== undefined && memoryMax < least) {
-    throw badInput(`--memory-max ${memoryMax} bytes is less than a mount daemon needs (at least ${least / 1024 / 1024} MiB: Node, the tree in use, and an 8 MiB chunk cache)`);
-  }
-}
-
-/** The chunk cache in memory for a daemon that must stay under `memoryMax`. */
-export function memoryCacheFor(memoryMax: number): number {
-  return Math.max(8 * 1024 * 1024, memoryMax - DAEMON_BASE_BYTES);
-}
 
 /** Read-ahead limits that keep what it asks for at once under `bytes` (chunks average 64 KiB). */
 export function readAheadWithin(bytes: number): ReadAheadLimits {

@@ -11,8 +11,8 @@ import { badInput } from '../errors.js';
 import { checkMountpoint } from '../fuse/mount-table.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
-import { checkMemoryMax, serveMount, startMountDaemon, type DaemonOptions } from './mount-daemon.js';
-import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addRegistryOptions, type CacheFlags, type RegistryFlags } from './open-image.js';
+import { checkMemoryMax, startMountDaemon, type DaemonOptions } from './daemon-launcher.js';
+import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addRegistryOptions, type CacheFlags, type RegistryFlags } from './options.js';
 
 interface MountFlags extends RegistryFlags, CacheFlags {
   memoryMax?: number;
@@ -78,6 +78,8 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
     ...(flags.log !== undefined ? { log: path.resolve(flags.log) } : {}),
   };
   if (flags.foreground) {
+    // Only the daemon loads the daemon.
+    const { serveMount } = await import('./mount-daemon.js');
     await serveMount(options, flags.readyFd === undefined ? undefined : Number(flags.readyFd));
     return;
   }

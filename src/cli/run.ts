@@ -20,7 +20,7 @@ import { mountAt, TESSERA_FS_TYPE } from '../fuse/mount-table.js';
 import { action } from './command.js';
 import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
-import { checkMemoryMax, startMountDaemon } from './mount-daemon.js';
+import { checkMemoryMax, startMountDaemon } from './daemon-launcher.js';
 import { prefetchImage } from './prefetch.js';
 import { accessOf, addCacheOptions, addFetchTimeoutOption, addMemoryOption, addRegistryOptions, openSource, type CacheFlags, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
