@@ -14,11 +14,9 @@
  * The same scan serves `tessera cache gc`: chunks no kept image needs go,
  * recently used ones stay (a prefetch or a mount may be filling them in).
  */
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { isSystemError } from '../errors.js';
-import { processAlive } from '../process-alive.js';
+import { tryLock, unlock } from '../pid-lock.js';
 
 /**
  * Chunks used this recently are in use: neither evicted nor collected. A
@@ -92,24 +90,19 @@ export async function evictToLimit(dir: string, maxBytes: number, now = Date.now
   return result;
 }
 
-/** Runs `work` holding the cache's eviction lock; undefined (without running it) if another live process holds it. */
+/** Runs `work` holding the cache's eviction lock; undefined (without running it) if another live process holds it, or it cannot be taken. */
 export async function withEvictionLock<T>(dir: string, work: () => Promise<T>): Promise<T | undefined> {
   const lock = path.join(dir, 'tmp', 'evict.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
-    } catch (error) {
-      if (!isSystemError(error, 'EEXIST')) return undefined;
-      const owner = Number.parseInt(fs.readFileSync(lock, { encoding: 'utf8', flag: 'r' }) || '0', 10);
-      if (owner > 0 && processAlive(owner)) return undefined;
-      fs.rmSync(lock, { force: true });
-      continue;
-    }
-    try {
-      return await work();
-    } finally {
-      fs.rmSync(lock, { force: true });
-    }
+  let taken: boolean;
+  try {
+    taken = tryLock(lock);
+  } catch {
+    return undefined;
   }
-  return undefined;
+  if (!taken) return undefined;
+  try {
+    return await work();
+  } finally {
+    unlock(lock);
+  }
 }

@@ -9,7 +9,6 @@
  * into one layout each land whole.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { badInput, busy, corrupt, describeSystemError, ioError, isSystemError, notFound } from '../errors.js';
@@ -19,7 +18,7 @@ import { OCI_INDEX_MEDIA_TYPE, OCI_REF_NAME_ANNOTATION } from '../format/media-t
 import type { BlobSink, BlobSource, BlobWriter, ByteRange, ImageCatalog, ReferrerStore, ResolvedManifest } from './blob-store.js';
 import { LayoutReferrers } from './layout-referrers.js';
 import type { LayoutRef } from './ref.js';
-import { processAlive } from '../process-alive.js';
+import { lockHolder, tryLock, unlock } from '../pid-lock.js';
 
 const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
@@ -295,30 +294,25 @@ class LayoutBlobWriter implements BlobWriter {
   }
 }
 
-/** A lock file holding the owner's pid; a lock whose owner died is taken over. */
+/** Runs `work` holding a lock file (see pid-lock.ts), waiting up to 30 s for another holder. */
 async function withLock<T>(lockFile: string, work: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const handle = await fsp.open(lockFile, 'wx');
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      break;
-    } catch (error) {
-      if (!isSystemError(error, 'EEXIST')) throw ioError(`cannot lock ${lockFile}: ${describeSystemError(error)}`);
-      const owner = Number.parseInt(await fsp.readFile(lockFile, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
-        await fsp.rm(lockFile, { force: true });
-        continue;
+  while (!tryLock(lockFile)) {
+    if (Date.now() > deadline) {
+      let holder: number | undefined;
+      try {
+        holder = lockHolder(lockFile);
+      } catch {
+        // released just now
       }
-      if (Date.now() > deadline) throw busy(`${lockFile} is held by process ${owner}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      throw busy(`${lockFile} is held by process ${holder ?? 'unknown'}`);
     }
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
   try {
     return await work();
   } finally {
-    fs.rmSync(lockFile, { force: true });
+    unlock(lockFile);
   }
 }
 
