@@ -16,6 +16,7 @@
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { describeSystemError, ioError, isSystemError } from '../errors.js';
 import { tryLock, unlock } from '../pid-lock.js';
 
 /**
@@ -38,13 +39,30 @@ export interface CachedChunk {
   usedAt: number;
 }
 
+/** A directory's names; none when it does not exist; an io error when it cannot be read. */
+export async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(dir);
+  } catch (error) {
+    if (isSystemError(error, 'ENOENT')) return [];
+    throw ioError(`cannot read ${dir}: ${describeSystemError(error)}`);
+  }
+}
+
+/** The chunk files of a cache, as `<2 hex>/<name>` relative to its chunks/ directory. */
+export async function listChunkFiles(dir: string): Promise<string[]> {
+  const chunks = path.join(dir, 'chunks');
+  const names: string[] = [];
+  for (const sub of await listDir(chunks)) {
+    for (const name of await listDir(path.join(chunks, sub))) names.push(path.join(sub, name));
+  }
+  return names;
+}
+
 /** Every chunk file with its size and last use. */
 export async function scanChunks(dir: string): Promise<CachedChunk[]> {
   const chunks = path.join(dir, 'chunks');
-  const names: string[] = [];
-  for (const sub of await fsp.readdir(chunks).catch(() => [] as string[])) {
-    for (const name of await fsp.readdir(path.join(chunks, sub)).catch(() => [] as string[])) names.push(path.join(sub, name));
-  }
+  const names = await listChunkFiles(dir);
   const found: CachedChunk[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { sha256Hex } from '../chunk/digest.js';
 import { describeSystemError, ioError, isSystemError } from '../errors.js';
 import { processAlive } from '../process-alive.js';
+import { listChunkFiles, listDir } from './cache-evict.js';
 
 export interface CacheVerifyResult {
   dir: string;
@@ -37,15 +38,6 @@ export interface CacheVerifyOptions {
 const CHUNK_NAME = /^[0-9a-f]{64}$/;
 const PARALLEL = 8;
 
-async function listFiles(dir: string): Promise<string[]> {
-  try {
-    return await fsp.readdir(dir);
-  } catch (error) {
-    if (isSystemError(error, 'ENOENT')) return [];
-    throw ioError(`cannot read ${dir}: ${describeSystemError(error)}`);
-  }
-}
-
 /** The pid a tmp/ file belongs to: "<pid>-<random>" (a write), or the pid inside "<hex>.fetching" (a claim) and "evict.lock". */
 function ownerOf(file: string, name: string): number | undefined {
   const write = /^(\d+)-[0-9a-f]+$/.exec(name);
@@ -62,10 +54,7 @@ function ownerOf(file: string, name: string): number | undefined {
 export async function verifyCache(dir: string, options: CacheVerifyOptions): Promise<CacheVerifyResult> {
   const result: CacheVerifyResult = { dir, checked: 0, bytes: 0, bad: [], leftovers: [], removed: 0 };
   const chunks = path.join(dir, 'chunks');
-  const files: string[] = [];
-  for (const sub of await listFiles(chunks)) {
-    for (const name of await listFiles(path.join(chunks, sub))) files.push(path.join(sub, name));
-  }
+  const files = await listChunkFiles(dir);
   const remove = async (relative: string): Promise<void> => {
     if (!options.repair) return;
     await fsp.rm(path.join(dir, relative), { force: true, recursive: true });
@@ -102,7 +91,7 @@ export async function verifyCache(dir: string, options: CacheVerifyOptions): Pro
   await Promise.all(Array.from({ length: PARALLEL }, worker));
   result.bad.sort();
   const tmp = path.join(dir, 'tmp');
-  for (const name of (await listFiles(tmp)).sort()) {
+  for (const name of (await listDir(tmp)).sort()) {
     const file = path.join(tmp, name);
     let owner: number | undefined;
     try {
