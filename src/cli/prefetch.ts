@@ -14,7 +14,7 @@ import type { ChunkRecord } from '../format/tree-layout.js';
 import { metadataIsSmall } from '../image/background-fetch.js';
 import { fetchChunks } from '../image/fetch-chunks.js';
 import type { Profile } from '../format/profile.js';
-import { describeCommand, fetchProfiles, keepFitting, mergeOrders } from '../image/profiles.js';
+import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders } from '../image/profiles.js';
 import { action } from './command.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
 import { accessOf, addCacheOptions, addRegistryOptions, openImageWithCache, statsRecorderFor, type CacheFlags, type RegistryFlags } from './open-image.js';
@@ -96,8 +96,8 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     // a start (ordered), only what the profiles name: the start waits on it.
     const metadata = metadataIsSmall(image) && !options.ordered ? [...treeChunks] : [];
     if (profiles.length > 0) {
-      const order = mergeOrders(profiles);
-      phases.push([...order.treeChunks.map((index) => treeChunks[index]!), ...metadata, ...(await Promise.all(order.chunks.map((index) => image.tree.chunk(index))))]);
+      const { tree, data } = await chunksOfOrder(image, mergeOrders(profiles));
+      phases.push([...tree, ...metadata, ...data]);
     } else if (!options.all) {
       phases.push([...treeChunks]);
     }

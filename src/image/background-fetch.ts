@@ -10,6 +10,7 @@ import type { ChunkOrder } from '../format/profile.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import { fetchChunks, type FetchChunksOptions } from './fetch-chunks.js';
 import type { Image } from './image.js';
+import { chunksOfOrder } from './profiles.js';
 
 export interface BackgroundFetchResult {
   /** Distinct chunks of the image. */
@@ -57,8 +58,7 @@ export async function fetchInBackground(image: Image, options: BackgroundFetchOp
   let fetched = 0;
   let profileChunks = 0;
   if (options.first !== undefined) {
-    const tree = options.first.treeChunks.filter((index) => index < treeChunks.length).map((index) => treeChunks[index]!);
-    const data = await Promise.all(options.first.chunks.filter((index) => index < total).map((index) => image.tree.chunk(index)));
+    const { tree, data } = await chunksOfOrder(image, options.first);
     const result = await fetchChunks(image.chunks, [...tree, ...data], fetchOptions);
     fetched += result.missing;
     profileChunks = result.chunks;

@@ -20,6 +20,7 @@ import {
   type ChunkOrder,
   type Profile,
 } from '../format/profile.js';
+import type { ChunkRecord } from '../format/tree-layout.js';
 import type { ReferrerStore } from '../store/blob-store.js';
 import type { Image } from './image.js';
 
@@ -102,6 +103,15 @@ export async function copyProfiles(from: ReferrerStore, to: ReferrerStore, subje
     copied += 1;
   }
   return copied;
+}
+
+/** The chunk records a chunk order names, metadata first, in order; indices past the image's tables are left out. */
+export async function chunksOfOrder(image: Image, order: ChunkOrder): Promise<{ tree: ChunkRecord[]; data: ChunkRecord[] }> {
+  const treeChunks = image.superblock.treeChunks;
+  const total = image.tree.header.chunks.count;
+  const tree = order.treeChunks.filter((index) => index < treeChunks.length).map((index) => treeChunks[index]!);
+  const data = await Promise.all(order.chunks.filter((index) => index < total).map((index) => image.tree.chunk(index)));
+  return { tree, data };
 }
 
 /** Several profiles as one fetch order: each in its order, newest first, every chunk once. */
