@@ -13,13 +13,13 @@ import { TesseraError } from '../../src/errors.js';
 import { buildManifest, encodeJson, parseTesseraConfig, parseTesseraManifest } from '../../src/format/manifest.js';
 import { TESSERA_CONFIG_MEDIA_TYPE, TESSERA_PACK_MEDIA_TYPE, TESSERA_SUPERBLOCK_MEDIA_TYPE } from '../../src/format/media-types.js';
 import { buildProfileManifest, decodeProfile, encodeProfile, parseProfileManifest } from '../../src/format/profile.js';
-import { decodeSuperblock, encodeSuperblock, type PackRef } from '../../src/format/superblock.js';
-import { S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ChunkRecord } from '../../src/format/tree-layout.js';
+import { decodeSuperblock, encodeSuperblock } from '../../src/format/superblock.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/format/tree-layout.js';
 import { TreeReader, type PagedBytes } from '../../src/format/tree-reader.js';
-import { encodeTree, type InodeInput } from '../../src/format/tree-writer.js';
 import { TarHeaderReader } from '../../src/import/tar-headers.js';
 import { parseReferrersIndex, encodeReferrersIndex } from '../../src/registry/referrers.js';
 import { corrupt } from '../../src/errors.js';
+import { chunk, PACKS, sampleTree } from '../helpers/sample-tree.js';
 import { writeTar } from '../helpers/tar-writer.js';
 
 /** xorshift32: the same inputs on every run. */
@@ -95,31 +95,6 @@ function pages(bytes: Buffer): PagedBytes {
       return bytes.subarray(offset, offset + length);
     },
   };
-}
-
-const PACKS: PackRef[] = [{ digest: Buffer.alloc(32, 1), size: 1 << 30 }];
-const base = { uid: 0, gid: 0, nlink: 1, size: 0, mtimeSec: 1_700_000_000, mtimeNsec: 5, xattrs: [] };
-const chunk = (fill: number, length: number): ChunkRecord => ({ digest: Buffer.alloc(32, fill), pack: 0, packOffset: fill * 1000, compressedLength: 100, length });
-
-function sampleTree(): Buffer {
-  const inodes: InodeInput[] = [
-    { ...base, mode: S_IFDIR | 0o755, nlink: 3, children: [{ name: Buffer.from('dir'), ino: 2 }, { name: Buffer.from('a.txt'), ino: 3 }, { name: Buffer.from('dev'), ino: 5 }] },
-    { ...base, mode: S_IFDIR | 0o700, nlink: 2, parent: 1, children: [{ name: Buffer.from('link'), ino: 4 }] },
-    {
-      ...base,
-      mode: S_IFREG | 0o644,
-      size: 2000,
-      xattrs: [{ name: Buffer.from('user.k'), value: Buffer.from('v') }],
-      extents: [
-        { fileOffset: 0, chunk: 0, chunkOffset: 0, length: 1000 },
-        { fileOffset: 1000, chunk: 1, chunkOffset: 0, length: 1000 },
-      ],
-      digest: Buffer.alloc(32, 0xd1),
-    },
-    { ...base, mode: S_IFLNK | 0o777, target: Buffer.from('../a.txt') },
-    { ...base, mode: S_IFCHR | 0o666, rdevMajor: 1, rdevMinor: 3 },
-  ];
-  return encodeTree(inodes, [chunk(1, 1000), chunk(2, 1000)]);
 }
 
 /** Everything a mount does with a tree, bounded so a hostile count cannot make it loop for long. */
