@@ -182,17 +182,26 @@ export class DiskCache {
     return content;
   }
 
+  /**
+   * Writes a chunk whole (a temporary file renamed into place), with
+   * synchronous calls, as reads are: a chunk is at most 256 KiB into the
+   * page cache, and a write must not wait behind other work on libuv's
+   * thread pool. Readers in other processes wait for this write (a fetch
+   * claim is released once it is done), and a process whose pool threads
+   * all sit in a read of a tessera mount would otherwise never get to it:
+   * `tessera run --prefetch` stalled a start for the whole claim wait so.
+   */
   async write(chunk: ChunkRecord, data: Buffer): Promise<void> {
     const file = this.chunkPath(chunk.digest);
     const temp = path.join(this.dir, 'tmp', `${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      await fsp.writeFile(temp, data, { mode: 0o600 });
+      fs.writeFileSync(temp, data, { mode: 0o600 });
       try {
-        await fsp.rename(temp, file);
+        fs.renameSync(temp, file);
       } catch (error) {
         if (!isSystemError(error, 'ENOENT')) throw error;
-        await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-        await fsp.rename(temp, file);
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+        fs.renameSync(temp, file);
       }
       this.stats.bytesWritten += data.length;
       this.writtenSinceEviction += data.length;
@@ -200,7 +209,7 @@ export class DiskCache {
       const maxBytes = this.options.maxBytes;
       if (maxBytes !== undefined && this.writtenSinceEviction > Math.min(maxBytes / 20, 64 * 1024 * 1024)) this.evictSoon();
     } catch (error) {
-      await fsp.rm(temp, { force: true });
+      fs.rmSync(temp, { force: true });
       throw ioError(`cannot write chunk to the cache ${this.dir}: ${describeSystemError(error)}`);
     }
   }

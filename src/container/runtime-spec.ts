@@ -62,11 +62,11 @@ interface Mount {
 /*
  * The rootfs is a tessera mount, and the process asking may be one the mount
  * waits on (tessera run --prefetch fetches chunks the daemon's reads wait
- * for, and writes them to the cache on libuv's thread pool). So every look
- * at it here is asynchronous, and one at a time: concurrent ones would hold
- * every thread of the pool in the kernel, waiting for the daemon, while the
- * daemon waits for a cache write queued behind them (measured: a start
- * stalled for the 10 s a claim is waited for).
+ * for). So every look at it here is asynchronous, and one at a time: a
+ * synchronous one would stop this process's fetches until the daemon
+ * answers, and many at once would hold every thread of libuv's pool in the
+ * kernel (measured: a start stalled for the 10 s a claim was then waited
+ * for; cache writes no longer use the pool, see disk-cache.ts).
  */
 
 /** uid and gid of a user spec (name, uid, name:group, uid:gid), looked up in the image's own /etc/passwd and /etc/group. */
