@@ -16,6 +16,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { getSystemErrorName } from 'node:util';
+import { nativeFs } from '../native/index.js';
 import { describeSystemError, ioError, isSystemError } from '../errors.js';
 import { sha256 } from '../chunk/digest.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
@@ -74,9 +76,9 @@ export class DiskCache {
   }
 
   /** Marks a chunk used, for eviction's order: its mtime is set with the next batch. */
-  private touch(hex: string): void {
+  private touch(digest: Buffer): void {
     if (this.options.maxBytes === undefined) return;
-    this.touched.set(hex, Date.now());
+    this.touched.set(digest.toString('hex'), Date.now());
     this.touchTimer ??= setTimeout(() => this.flushTouches(), TOUCH_INTERVAL_MS).unref();
   }
 
@@ -178,8 +180,36 @@ export class DiskCache {
       return undefined;
     }
     this.stats.hits += 1;
-    this.touch(chunk.digest.toString('hex'));
+    this.touch(chunk.digest);
     return content;
+  }
+
+  /**
+   * The same as read, with the reading and the hashing on libuv's thread
+   * pool (natively: see src/native/chunk_file.c): for read-ahead, which
+   * loads chunks before their reader asks, while this thread serves the
+   * reads that came first.
+   */
+  readAsync(chunk: ChunkRecord): Promise<Buffer | undefined> {
+    const file = this.chunkPath(chunk.digest);
+    const data = Buffer.allocUnsafeSlow(chunk.length + 1);
+    return new Promise((resolve, reject) => {
+      nativeFs.readChunkFile(file, data, chunk.digest, (code) => {
+        if (code === 0) {
+          this.stats.hits += 1;
+          this.touch(chunk.digest);
+          resolve(data.subarray(0, chunk.length));
+        } else if (code === 1) {
+          resolve(undefined);
+        } else if (code === 2) {
+          this.stats.corrupt += 1;
+          fs.rmSync(file, { force: true });
+          resolve(undefined);
+        } else {
+          reject(ioError(`cannot read cached chunk ${file}: ${getSystemErrorName(code)}`));
+        }
+      });
+    });
   }
 
   /**
@@ -224,6 +254,10 @@ export class DiskCachedStore implements ChunkStore {
 
   holds(chunk: ChunkRecord): boolean {
     return this.cache.has(chunk);
+  }
+
+  getLocal(chunk: ChunkRecord): Promise<Buffer | undefined> {
+    return this.cache.readAsync(chunk);
   }
 
   async get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { badInput, TesseraError, type ErrorKind } from '../errors.js';
 import type { ContainerConfig } from '../format/manifest.js';
-import { registryArgs, type RegistryFlags } from './options.js';
+import { registryArgs, type PageCacheMode, type RegistryFlags } from './options.js';
 
 export interface DaemonOptions {
   refText: string;
@@ -21,6 +21,8 @@ export interface DaemonOptions {
   cacheMax?: number;
   /** Keep the daemon's memory (RSS) under about this many bytes: its chunk cache in memory gets what Node and the rest do not need. */
   memoryMax?: number;
+  /** shared unless said otherwise (see PageCacheMode). */
+  pageCache?: PageCacheMode;
   /** Checked already (parseMountOptions). */
   fuseOptions: readonly string[];
   registry: RegistryFlags;
@@ -72,6 +74,7 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
     options.cacheDir,
     ...(options.cacheMax !== undefined ? ['--cache-max', String(options.cacheMax)] : []),
     ...(options.memoryMax !== undefined ? ['--memory-max', String(options.memoryMax)] : []),
+    ...(options.pageCache !== undefined ? ['--page-cache', options.pageCache] : []),
     ...(options.prefetch ? ['--prefetch'] : []),
     ...(options.record ? ['--record', path.resolve(options.record)] : []),
     ...registryArgs(options.registry),

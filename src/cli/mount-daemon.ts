@@ -75,6 +75,7 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
       sourceName: formatRef(parseRef(refText)),
       mountpoint,
       fuseOptions: options.fuseOptions,
+      directIo: options.pageCache !== 'per-file',
       log,
       readAhead,
       onReady: () => {

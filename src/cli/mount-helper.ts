@@ -58,6 +58,10 @@ export function parseHelperArgs(argv: readonly string[]): HelperInvocation {
     } else if (key === 'plain_http') args.push('--plain-http');
     else if (key === 'tls_verify') args.push('--tls-verify', value ?? 'true');
     else if (key === 'prefetch') args.push('--prefetch');
+    else if (key === 'page_cache' || key === 'page-cache') {
+      if (value !== 'shared' && value !== 'per-file' && value !== 'per_file') throw new Error('page_cache is shared or per-file (page_cache=per-file)');
+      args.push('--page-cache', value === 'shared' ? 'shared' : 'per-file');
+    }
     else if (key === 'memory_max' || key === 'cache_max') {
       if (!value) throw new Error(`${key} needs a size (${key}=256M)`);
       args.push(key === 'memory_max' ? '--memory-max' : '--cache-max', value);

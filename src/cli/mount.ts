@@ -12,10 +12,11 @@ import { checkMountpoint } from '../fuse/mount-table.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
 import { checkMemoryMax, startMountDaemon, type DaemonOptions } from './daemon-launcher.js';
-import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addRegistryOptions, type CacheFlags, type RegistryFlags } from './options.js';
+import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addPageCacheOption, addRegistryOptions, type CacheFlags, type PageCacheMode, type RegistryFlags } from './options.js';
 
 interface MountFlags extends RegistryFlags, CacheFlags {
   memoryMax?: number;
+  pageCache: PageCacheMode;
   prefetch?: boolean;
   record?: string;
   option: string[];
@@ -58,6 +59,7 @@ export function registerMount(program: Command): void {
     .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
   addCacheOptions(command);
   addMemoryOption(command);
+  addPageCacheOption(command);
   addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('mount', runMount));
 }
@@ -71,6 +73,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
     cacheDir: path.resolve(flags.cacheDir ?? defaultCacheDir()),
     ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}),
     ...(flags.memoryMax !== undefined ? { memoryMax: flags.memoryMax } : {}),
+    pageCache: flags.pageCache,
     fuseOptions: parseMountOptions(flags.option),
     registry: flags,
     ...(flags.prefetch ? { prefetch: true } : {}),

@@ -5,7 +5,7 @@
  * code: `tessera mount` only parses these and starts the daemon, and a
  * container start waits for it.
  */
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { RegistryAccess } from '../registry/registry-store.js';
 import { parseInteger } from './command.js';
 import { parseMirror, parseSize, settings } from './settings.js';
@@ -99,6 +99,29 @@ export function addCacheOptions(command: Command, fills = true): Command {
 /** The same flags, to hand to the mount daemon. */
 export function cacheArgs(flags: CacheFlags): string[] {
   return flags.cacheMax !== undefined ? ['--cache-max', String(flags.cacheMax)] : [];
+}
+
+/**
+ * How a mount's file data meets the page cache. `shared`: programs read
+ * through the daemon (direct I/O) from the chunk cache, whose files the
+ * page cache holds, so a chunk that several images or files share is held
+ * once. `per-file`: the kernel keeps each file's pages, so a second read
+ * of a file never reaches the daemon, but a chunk is held once for every
+ * file (in every image) that has it, and once more as its cache file.
+ */
+export type PageCacheMode = 'shared' | 'per-file';
+export const PAGE_CACHE_MODES: readonly PageCacheMode[] = ['shared', 'per-file'];
+
+/** --page-cache, for the commands that run a mount daemon (mount, run). */
+export function addPageCacheOption(command: Command): Command {
+  return command.addOption(
+    new Option(
+      '--page-cache <mode>',
+      'shared: file data is read through the daemon from the chunk cache, so a chunk shared by images or files sits in the page cache once; per-file: the kernel caches each file (rereads never reach the daemon, shared chunks are held per file)',
+    )
+      .choices(PAGE_CACHE_MODES)
+      .default('shared'),
+  );
 }
 
 /** --memory-max, for the commands that run a mount daemon (mount, run). */

@@ -22,11 +22,12 @@ import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
 import { checkMemoryMax, startMountDaemon } from './daemon-launcher.js';
 import { prefetchImage } from './prefetch.js';
-import { accessOf, addCacheOptions, addFetchTimeoutOption, addMemoryOption, addRegistryOptions, openSource, type CacheFlags, type RegistryFlags } from './open-image.js';
+import { accessOf, addCacheOptions, addFetchTimeoutOption, addMemoryOption, addPageCacheOption, addRegistryOptions, openSource, type CacheFlags, type PageCacheMode, type RegistryFlags } from './open-image.js';
 import { unmountTessera } from './umount.js';
 
 export interface RunFlags extends RegistryFlags, CacheFlags {
   memoryMax?: number;
+  pageCache: PageCacheMode;
   keep?: boolean;
   network: 'host' | 'none';
   tty?: boolean;
@@ -48,6 +49,7 @@ export function registerRun(program: Command): void {
   addContainerOptions(command);
   addCacheOptions(command);
   addMemoryOption(command);
+  addPageCacheOption(command);
   addFetchTimeoutOption(command);
   addRegistryOptions(command).action(action('run', runContainer));
 }
@@ -140,6 +142,7 @@ export async function runInContainer(refText: string, commandLine: string[], fla
         cacheDir,
         ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}),
         ...(flags.memoryMax !== undefined ? { memoryMax: flags.memoryMax } : {}),
+        pageCache: flags.pageCache,
         fuseOptions,
         registry: flags,
         ...(flags.prefetch ? { prefetch: true } : {}),

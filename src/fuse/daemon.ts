@@ -35,6 +35,16 @@ export interface ServeOptions {
   mountpoint: string;
   /** Extra FUSE/mount options (already validated): allow_other, suid, dev, ... */
   fuseOptions: readonly string[];
+  /**
+   * File data with direct I/O: every read reaches the daemon, which serves
+   * it from the chunk cache, so the page cache holds a chunk once however
+   * many files and images share it (as its cache file), not once per file.
+   * Off, the kernel caches each file's pages (keep_cache): rereads never
+   * reach the daemon. Mappings of direct-I/O files still work: private
+   * ones (exec, ld.so) always, shared ones (Python's mmap, LMDB) on Linux
+   * 6.6 and later, which the INIT reply asks for (src/native/fuse_session.c).
+   */
+  directIo: boolean;
   log: Logger;
   /** Called once the mount serves requests. */
   onReady: () => void;
@@ -77,7 +87,7 @@ export async function serveImage(options: ServeOptions): Promise<void> {
     fuseArgs: fuseArgsFor(options.sourceName, options.fuseOptions),
     entryTimeout: ENTRY_TIMEOUT_SECONDS,
     keepCache: kernelCache,
-    directIo: false,
+    directIo: options.directIo,
     maxReadahead: MAX_READAHEAD,
     onError: (message) => log.error(message),
     ...(options.onRequest ? { onRequest: options.onRequest } : {}),

@@ -47,9 +47,13 @@ export class ImageFilesystem implements FilesystemHandlers {
     return this.image.tree.symlinkTarget(await this.inodeOfType(ino, S_IFLNK, errno.EINVAL));
   }
 
-  async read(ino: number, offset: number, size: number): Promise<Buffer> {
+  async read(ino: number, offset: number, size: number): Promise<Buffer[]> {
     const file = await this.inodeOfType(ino, S_IFREG, errno.EISDIR);
     return this.image.readFile(file, offset, size, (first, last, read) => this.readAhead.onRead(first, last, read));
+  }
+
+  readNow(ino: number, offset: number, size: number): Buffer | undefined {
+    return this.image.readFileNow(ino, offset, size);
   }
 
   /**

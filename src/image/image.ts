@@ -15,6 +15,7 @@ import type { BlobSource } from '../store/blob-store.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import { PackChunkStore, type FetchStats } from '../store/pack-chunks.js';
 import type { AccessRecorder } from './access-recorder.js';
+import { RecentExtents } from './recent-extents.js';
 import { TreePages } from './tree-pages.js';
 
 export interface OpenImageOptions {
@@ -48,6 +49,7 @@ export class Image {
   }
 
   private recorder: AccessRecorder | undefined;
+  private readonly recent = new RecentExtents();
 
   static async open(source: BlobSource, options: OpenImageOptions = {}): Promise<Image> {
     const { descriptor, bytes } = await source.resolveManifest();
@@ -76,32 +78,51 @@ export class Image {
   }
 
   /**
-   * Bytes `offset .. offset+length` of a regular file (fewer at its end).
-   * Holes read as zeros. Chunks are fetched in parallel. `onChunks` hears
-   * which chunk indices the read touched (for read-ahead).
+   * Bytes `offset .. offset+length` of a regular file (fewer at its end),
+   * in pieces: the parts of the chunks the range spans, as they are (no
+   * copy; a FUSE reply sends them with one writev), with holes as zeros.
+   * Chunks are fetched in parallel. `onChunks` hears which chunk indices
+   * the read touched (for read-ahead).
    */
-  async readFile(file: Inode, offset: number, length: number, onChunks?: (first: number, last: number, file: Inode) => void): Promise<Buffer> {
+  async readFile(file: Inode, offset: number, length: number, onChunks?: (first: number, last: number, file: Inode) => void): Promise<Buffer[]> {
     const end = Math.min(file.size, offset + length);
-    if (offset >= end) return Buffer.alloc(0);
-    const out = Buffer.alloc(end - offset);
-    const pieces: Promise<void>[] = [];
+    if (offset >= end) return [];
+    const pieces: Array<{ from: number; to: number; start: number; data: Promise<Buffer> }> = [];
     let first = Infinity;
     let last = -1;
     await this.forEachExtent(file, offset, end, (extent, from, to) => {
       first = Math.min(first, extent.chunk);
       last = Math.max(last, extent.chunk);
       this.recorder?.dataChunk(extent.chunk);
-      pieces.push(
-        this.chunkOf(file, extent).then(async (chunk) => {
-          const data = await this.chunks.get(chunk);
-          const start = extent.chunkOffset + (from - extent.fileOffset);
-          data.copy(out, from - offset, start, start + (to - from));
-        }),
-      );
+      // Fetched as they are found, in parallel.
+      const data = this.chunkOf(file, extent).then(async (chunk) => {
+        const bytes = await this.chunks.get(chunk);
+        this.recent.remember(file.ino, file.size, extent, bytes);
+        return bytes;
+      });
+      data.catch(() => undefined); // awaited below; not unhandled meanwhile
+      pieces.push({ from, to, start: extent.chunkOffset + (from - extent.fileOffset), data });
     });
     if (last >= 0) onChunks?.(first, last, file);
-    await Promise.all(pieces);
+    const chunks = await Promise.all(pieces.map((piece) => piece.data));
+    // Extents come in file order; what lies between them is a hole.
+    const out: Buffer[] = [];
+    let at = offset;
+    pieces.forEach((piece, i) => {
+      if (piece.from > at) pushZeros(out, piece.from - at);
+      out.push(chunks[i]!.subarray(piece.start, piece.start + (piece.to - piece.from)));
+      at = piece.to;
+    });
+    if (end > at) pushZeros(out, end - at);
     return out;
+  }
+
+  /**
+   * The same bytes as readFile, answered at once when they lie in the
+   * extent the file was last read in; undefined otherwise (then readFile).
+   */
+  readFileNow(ino: number, offset: number, length: number): Buffer | undefined {
+    return this.recent.read(ino, offset, length);
   }
 
   private async chunkOf(file: Inode, extent: Extent): Promise<ChunkRecord> {
@@ -128,6 +149,13 @@ export class Image {
       index += extents.length;
     }
   }
+}
+
+/** Zeros for holes, shared: nobody writes to a piece of a read. */
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+function pushZeros(out: Buffer[], length: number): void {
+  for (let left = length; left > 0; left -= ZEROS.length) out.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
 }
 
 function checkPacksMatchManifest(superblock: Superblock, manifest: TesseraManifest, where: string): void {

@@ -1,5 +1,6 @@
 /* Shared helpers for tessera's native addon: what Node.js lacks (FUSE low-level
- * sessions, xattrs, sparse-file seeks, mknod, utimensat with nanoseconds). */
+ * sessions, xattrs, sparse-file seeks, mknod, utimensat with nanoseconds, verified
+ * chunk reads off the JavaScript thread). */
 #ifndef TESSERA_NATIVE_COMMON_H
 #define TESSERA_NATIVE_COMMON_H
 
@@ -38,5 +39,6 @@ double tessera_get_double(napi_env env, napi_value value);
 
 void tessera_register_fuse(napi_env env, napi_value exports);
 void tessera_register_fs(napi_env env, napi_value exports);
+void tessera_register_chunk_file(napi_env env, napi_value exports);
 
 #endif

@@ -29,9 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 #include <uv.h>
 
 /* Operation codes shared with src/fuse/session.ts. */
@@ -228,6 +230,74 @@ static const struct fuse_lowlevel_ops ll_ops = {
     .listxattr = ll_listxattr,
 };
 
+/* Shared mappings of direct-I/O files.
+ *
+ * With direct I/O (see src/fuse/daemon.ts), the kernel refuses MAP_SHARED
+ * mmaps of a file (ENODEV) unless the file system says at INIT that it may
+ * (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+); read-only shared mappings are
+ * common (Python's mmap module by default, LMDB, glibc's gconv cache), and
+ * programs that do not fall back to read() would fail on a tessera mount.
+ * libfuse 3.14 (Debian 12) does not know the flag, so its INIT reply is
+ * taken on its way out and the flag added: for the one call that answers
+ * INIT, the descriptor libfuse writes to is a pipe, and the reply read
+ * from it goes to /dev/fuse with the flag set, if the kernel offered it. */
+#define TESSERA_FUSE_INIT 26
+#define TESSERA_FUSE_INIT_EXT (1u << 30)
+#define TESSERA_FUSE_DIRECT_IO_ALLOW_MMAP_FLAGS2 (1u << (36 - 32))
+#define IN_HEADER_BYTES 40
+#define OUT_HEADER_BYTES 16
+
+static uint32_t u32_at(const void *base, size_t offset) {
+  uint32_t value;
+  memcpy(&value, (const char *)base + offset, sizeof value);
+  return value;
+}
+
+static int is_init_request(const struct fuse_buf *buf) {
+  return !(buf->flags & FUSE_BUF_IS_FD) && buf->size >= IN_HEADER_BYTES + 20 && u32_at(buf->mem, 4) == TESSERA_FUSE_INIT;
+}
+
+static void process_init_allowing_mmap(session_t *s) {
+  int fd = fuse_session_fd(s->se);
+  /* fuse_init_in: major, minor, max_readahead, flags, flags2. */
+  uint32_t offered = u32_at(s->buf.mem, IN_HEADER_BYTES + 12);
+  uint32_t offered2 = u32_at(s->buf.mem, IN_HEADER_BYTES + 16);
+  int pipe_fds[2] = {-1, -1};
+  int device = -1;
+  if (!(offered & TESSERA_FUSE_INIT_EXT) || !(offered2 & TESSERA_FUSE_DIRECT_IO_ALLOW_MMAP_FLAGS2) ||
+      pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0 || (device = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+      dup3(pipe_fds[1], fd, O_CLOEXEC) < 0) {
+    if (device >= 0) close(device);
+    if (pipe_fds[0] >= 0) close(pipe_fds[0]);
+    if (pipe_fds[1] >= 0) close(pipe_fds[1]);
+    fuse_session_process_buf(s->se, &s->buf);
+    return;
+  }
+  fuse_session_process_buf(s->se, &s->buf);
+  char reply[512];
+  ssize_t length = read(pipe_fds[0], reply, sizeof reply);
+  /* Back to the device before anything else can write to it. */
+  dup3(device, fd, O_CLOEXEC);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  close(device);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  if (length <= 0) return; /* libfuse answered nothing: the kernel will see the session end. */
+  /* fuse_init_out: major, minor, max_readahead, flags, max_background and
+   * congestion_threshold (16 bits each), max_write, time_gran, max_pages
+   * and map_alignment (16 bits each), flags2. */
+  const size_t flags_at = OUT_HEADER_BYTES + 12, flags2_at = OUT_HEADER_BYTES + 32;
+  if ((size_t)length >= flags2_at + 4 && u32_at(reply, 4) == 0) {
+    uint32_t flags = u32_at(reply, flags_at) | TESSERA_FUSE_INIT_EXT;
+    uint32_t flags2 = u32_at(reply, flags2_at) | TESSERA_FUSE_DIRECT_IO_ALLOW_MMAP_FLAGS2;
+    memcpy(reply + flags_at, &flags, sizeof flags);
+    memcpy(reply + flags2_at, &flags2, sizeof flags2);
+  }
+  if (write(fd, reply, (size_t)length) != length) {
+    /* The kernel refused the reply: the connection is unusable, as it would be without this. */
+  }
+}
+
 /* The descriptor is readable: take every waiting request, then tell
  * JavaScript if the kernel ended the session (the file system was
  * unmounted, or its connection aborted). */
@@ -248,7 +318,8 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       ended = 1;
       break;
     }
-    fuse_session_process_buf(s->se, &s->buf);
+    if (s->direct_io && is_init_request(&s->buf)) process_init_allowing_mmap(s);
+    else fuse_session_process_buf(s->se, &s->buf);
   }
   if (ended && !s->exited) {
     s->exited = 1;
@@ -355,6 +426,34 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   size_t wanted = (size_t)tessera_get_int64(env, argv[2]);
   if (wanted < length) length = wanted;
   return return_int(env, fuse_reply_buf(req_from(env, argv[0]), data, length));
+}
+
+/* replyBufs(req, buffers): read data in pieces (the chunks a read spans,
+ * as they are), sent with one writev instead of being copied into one. */
+static napi_value js_reply_bufs(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t count = 0;
+  NAPI_CALL(env, napi_get_array_length(env, argv[1], &count));
+  struct iovec small[64];
+  struct iovec *iov = count <= 64 ? small : malloc(count * sizeof *iov);
+  if (iov == NULL) return return_int(env, fuse_reply_err(req_from(env, argv[0]), ENOMEM));
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value element;
+    void *data = NULL;
+    size_t length = 0;
+    if (napi_get_element(env, argv[1], i, &element) != napi_ok || napi_get_buffer_info(env, element, &data, &length) != napi_ok) {
+      if (iov != small) free(iov);
+      napi_throw_type_error(env, NULL, "replyBufs: expected an array of Buffers");
+      return NULL;
+    }
+    iov[i].iov_base = data;
+    iov[i].iov_len = length;
+  }
+  int rc = fuse_reply_iov(req_from(env, argv[0]), iov, (int)count);
+  if (iov != small) free(iov);
+  return return_int(env, rc);
 }
 
 /* replyReadlink(req, targetBuffer) */
@@ -564,6 +663,7 @@ void tessera_register_fuse(napi_env env, napi_value exports) {
       {"replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_enumerable, NULL},
       {"replyBuf", NULL, js_reply_buf, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"replyBufs", NULL, js_reply_bufs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"replyReadlink", NULL, js_reply_readlink, NULL, NULL, NULL, napi_enumerable, NULL},
       {"replyXattrSize", NULL, js_reply_xattr_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -21,6 +21,14 @@ export interface NativeFs {
   mknod(path: PathLike, mode: number, major: number, minor: number): void;
   /** utimensat(AT_SYMLINK_NOFOLLOW): timestamps to the nanosecond. */
   lutimens(path: PathLike, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  /**
+   * Reads a cached chunk into `buffer` (one byte longer than the chunk) on
+   * libuv's thread pool and checks it there: code 0 when the file holds
+   * exactly buffer.length - 1 bytes whose SHA-256 is `digest`, 1 when there
+   * is no such file, 2 when it holds other bytes, a negative errno when it
+   * cannot be read.
+   */
+  readChunkFile(path: string, buffer: Buffer, digest: Buffer, callback: (code: number) => void): void;
 }
 
 /** Opaque handle to a running FUSE session. */
@@ -51,6 +59,8 @@ export interface NativeFuse {
   replyAttr(request: number, attrTimeout: number): number;
   replyErr(request: number, errno: number): number;
   replyBuf(request: number, data: Buffer, length: number): number;
+  /** Read data in pieces, sent as they are with one writev. */
+  replyBufs(request: number, pieces: readonly Buffer[]): number;
   replyReadlink(request: number, target: Buffer): number;
   replyXattrSize(request: number, size: number): number;
   replyStatfs(request: number): number;

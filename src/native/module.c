@@ -79,6 +79,7 @@ double tessera_get_double(napi_env env, napi_value value) {
 static napi_value init(napi_env env, napi_value exports) {
   tessera_register_fuse(env, exports);
   tessera_register_fs(env, exports);
+  tessera_register_chunk_file(env, exports);
   return exports;
 }
 

@@ -25,4 +25,12 @@ export interface ChunkStore {
   prefetch?(chunk: ChunkRecord): void;
   /** Whether the chunk is held locally (no fetch needed); for caches. */
   holds?(chunk: ChunkRecord): boolean;
+  /**
+   * Brings a chunk held on disk into memory ahead of its reader, reading
+   * and verifying it off the JavaScript thread; fetches nothing. For the
+   * read-ahead of local reads: a hint, it never fails.
+   */
+  warm?(chunk: ChunkRecord): void;
+  /** The chunk if held on disk (read and verified off the JavaScript thread), else undefined; never fetches. */
+  getLocal?(chunk: ChunkRecord): Promise<Buffer | undefined>;
 }
