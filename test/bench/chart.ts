@@ -5,6 +5,8 @@
 //
 //   bash test/bench/run --json read pagecache build > /tmp/bench.json
 //   node dist/test/bench/chart.js /tmp/bench.json docs/performance.svg
+//
+// The big-read bar is against the issue's absolute 1 GB/s, not the peer.
 
 import * as fs from 'node:fs';
 
@@ -32,7 +34,9 @@ function barsOf(results: Json): Bar[] {
   if (read !== undefined) {
     bars.push({ label: 'full-tree tar, time', value: dig(read, 'ratios', 'tarTime'), target: 1, better: 'lower', note: 'vs squashfuse' });
     bars.push({ label: 'find -ls, time', value: dig(read, 'ratios', 'findTime'), target: 1, better: 'lower', note: 'vs squashfuse' });
-    bars.push({ label: '1 GiB dd, MB/s', value: dig(read, 'ratios', 'bigReadThroughput'), target: 1, better: 'higher', note: 'vs squashfuse' });
+    // The target is absolute (1 GB/s), so this bar is against 1000 MB/s, not against the peer.
+    const dd = dig(read, 'medians', 'tessera', 'ddMBps');
+    bars.push({ label: '1 GiB dd, in GB/s', value: dd / 1000, target: 1, better: 'higher', note: `${dd.toFixed(0)} MB/s; squashfuse ${dig(read, 'medians', 'squashfuse', 'ddMBps').toFixed(0)}` });
   }
   const pagecache = results.pagecache;
   if (pagecache !== undefined) {

@@ -28,6 +28,8 @@ describe('mount-helper option mapping', () => {
     assert.throws(() => parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'fetch_timeout=soon']), /fetch_timeout needs a number of seconds/);
     assert.deepEqual(parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'memory_max=256M,cache_max=20G']).args, ['--memory-max', '256M', '--cache-max', '20G']);
     assert.throws(() => parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'memory_max']), /memory_max needs a size/);
+    assert.deepEqual(parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'page_cache=per-file']).args, ['--page-cache', 'per-file']);
+    assert.throws(() => parseHelperArgs(['docker://h/r:t', '/mnt', '-o', 'page_cache=sometimes']), /page_cache is shared or per-file/);
   });
   test('a missing mountpoint is a usage error', () => {
     assert.throws(() => parseHelperArgs(['docker://h/r:t']), /usage/);
