@@ -77,6 +77,7 @@ export interface OpenOptions {
   memoryCacheBytes?: number;
   access?: RegistryAccess;
   onManifest?: OpenImageOptions['onManifest'];
+  onChunkStore?: OpenImageOptions['onChunkStore'];
 }
 
 export interface OpenedImage {
@@ -100,6 +101,7 @@ export async function openSourceWithCache(source: BlobSource, options: OpenOptio
       wrapChunkStore: (origin) =>
         new MemoryCachedStore(disk ? new DiskCachedStore(disk, origin) : origin, options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES),
       ...(options.onManifest ? { onManifest: options.onManifest } : {}),
+      ...(options.onChunkStore ? { onChunkStore: options.onChunkStore } : {}),
     });
     return disk ? { image, disk } : { image };
   } catch (error) {

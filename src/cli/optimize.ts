@@ -17,6 +17,7 @@ import { badInput, corrupt, internal } from '../errors.js';
 import { isRecord, parseJson } from '../format/manifest.js';
 import type { ChunkOrder, Profile } from '../format/profile.js';
 import { runtimeDir } from '../fuse/mount-records.js';
+import { Image } from '../image/image.js';
 import { attachProfile, describeCommand } from '../image/profiles.js';
 import { parseRef } from '../store/ref.js';
 import { action, parseInteger } from './command.js';
@@ -82,7 +83,10 @@ async function runOptimize(refText: string, commandLine: string[], flags: Optimi
     if (recording.manifest !== subject.digest) {
       throw badInput(`${refText} moved from ${subject.digest} to ${recording.manifest} while the start was recorded; run optimize again`);
     }
-    const profile: Profile = { formatVersion: 1, image: subject.digest, command: commandLine, seconds, treeChunks: recording.treeChunks, chunks: recording.chunks };
+    // The data chunks' records ride along, so a prefetch beside a start need not wait for the chunk table (format/profile.ts).
+    const image = await Image.open(source);
+    const chunkRecords = await Promise.all(recording.chunks.map((index) => image.tree.chunk(index)));
+    const profile: Profile = { formatVersion: 1, image: subject.digest, command: commandLine, seconds, treeChunks: recording.treeChunks, chunks: recording.chunks, records: chunkRecords };
     const attached = await attachProfile(store, subject, profile);
     const figures = {
       ref: refText,

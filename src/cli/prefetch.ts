@@ -12,9 +12,11 @@ import type { Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import { metadataIsSmall } from '../image/background-fetch.js';
-import { fetchChunks } from '../image/fetch-chunks.js';
+import { fetchChunks, type FetchChunksOptions, type FetchChunksResult } from '../image/fetch-chunks.js';
+import type { Superblock } from '../format/superblock.js';
+import type { ChunkStore } from '../store/chunk-store.js';
 import type { Profile } from '../format/profile.js';
-import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders } from '../image/profiles.js';
+import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, recordsOfProfiles } from '../image/profiles.js';
 import { action } from './command.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
 import { accessOf, addCacheOptions, addRegistryOptions, openImageWithCache, statsRecorderFor, type CacheFlags, type RegistryFlags } from './open-image.js';
@@ -75,6 +77,29 @@ export interface PrefetchFigures {
 export async function prefetchImage(refText: string, options: PrefetchOptions): Promise<PrefetchFigures> {
   // The profiles need only the manifest's digest: fetched while the rest of the image opens.
   let fetching: Promise<Profile[]> = Promise.resolve([]);
+  const ordered = (holds: (chunk: ChunkRecord) => boolean): FetchChunksOptions => ({
+    ordered: options.ordered === true,
+    batchBytes: options.ordered ? ORDERED_BATCH_BYTES : BATCH_BYTES,
+    parallel: PARALLEL,
+    priority: 'background',
+    holds,
+    ...(options.shouldStop ? { shouldStop: options.shouldStop } : {}),
+  });
+  // Beside a start, profiles that carry their chunks' records are fetched
+  // as soon as they and the superblock are in, before the tree is open (its
+  // chunk table is a round trip or two further away).
+  let profilesRead: Profile[] | undefined;
+  let storeReady: { chunks: ChunkStore; superblock: Superblock } | undefined;
+  let early: Promise<FetchChunksResult> | undefined;
+  const startEarly = (): void => {
+    if (!options.ordered || options.all || early !== undefined || profilesRead === undefined || profilesRead.length === 0 || storeReady === undefined) return;
+    const records = recordsOfProfiles(profilesRead, storeReady.superblock);
+    if (records === undefined) return;
+    const { chunks } = storeReady;
+    // At read priority: in this process nothing else reads but the tree's opening, which must not hold these back.
+    early = fetchChunks(chunks, records, { ...ordered((chunk) => chunks.holds?.(chunk) === true), priority: 'read' });
+    early.catch(() => undefined); // awaited below
+  };
   const { image, disk } = await openImageWithCache(refText, {
     cacheDir: options.cacheDir,
     ...(options.cacheMax !== undefined ? { cacheMax: options.cacheMax } : {}),
@@ -83,7 +108,16 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     access: options.access,
     onManifest: (descriptor, source) => {
       const store = source.referrers?.();
-      if (store !== undefined) fetching = fetchProfiles(store, descriptor.digest, options.warn);
+      if (store === undefined) return;
+      fetching = fetchProfiles(store, descriptor.digest, options.warn).then((profiles) => {
+        profilesRead = profiles;
+        startEarly();
+        return profiles;
+      });
+    },
+    onChunkStore: (chunks, superblock) => {
+      storeReady = { chunks, superblock };
+      startEarly();
     },
   });
   const recorder = statsRecorderFor(image, disk!);
@@ -91,28 +125,31 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     const profiles = keepFitting(await fetching, image, options.warn);
     const treeChunks = image.superblock.treeChunks;
     const phases: ChunkRecord[][] = [];
+    let wanted = 0;
+    let missing = 0;
+    let bytesBefore = 0;
+    if (early !== undefined) {
+      const result = await early;
+      wanted += result.chunks;
+      missing += result.missing;
+      bytesBefore += result.bytes;
+    }
     // The metadata whole when a mount would fetch it whole (so the start
     // after this fetches nothing), else what the profiles name of it; beside
     // a start (ordered), only what the profiles name: the start waits on it.
     const metadata = metadataIsSmall(image) && !options.ordered ? [...treeChunks] : [];
-    if (profiles.length > 0) {
+    if (early !== undefined) {
+      // Done above.
+    } else if (profiles.length > 0) {
       const { tree, data } = await chunksOfOrder(image, mergeOrders(profiles));
       phases.push([...tree, ...metadata, ...data]);
     } else if (!options.all) {
       phases.push([...treeChunks]);
     }
     if (options.all) phases.push([...treeChunks, ...(await image.tree.allChunks())]);
-    let wanted = 0;
-    let missing = 0;
-    let bytesBefore = 0;
     for (const phase of phases) {
       const result = await fetchChunks(image.chunks, phase, {
-        ordered: options.ordered === true,
-        batchBytes: options.ordered ? ORDERED_BATCH_BYTES : BATCH_BYTES,
-        parallel: PARALLEL,
-        priority: 'background',
-        holds: (chunk) => disk!.has(chunk),
-        ...(options.shouldStop ? { shouldStop: options.shouldStop } : {}),
+        ...ordered((chunk) => disk!.has(chunk)),
         onProgress: (done, total) => options.onProgress?.(bytesBefore + done, bytesBefore + total),
       });
       wanted += result.chunks;

@@ -5,7 +5,7 @@
  * garbage collection keeps them, and `skopeo copy` moves them unchanged.
  */
 import { badInput, corrupt } from '../errors.js';
-import { isOciDigest, type OciDigest } from '../chunk/digest.js';
+import { isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import {
   OCI_MANIFEST_MEDIA_TYPE,
   TESSERA_ARTIFACT_TYPE,
@@ -21,6 +21,23 @@ export interface Descriptor {
   artifactType?: string;
   annotations?: Record<string, string>;
   platform?: Platform;
+  /**
+   * The content itself, base64 (OCI image-spec 1.1 "data"): small blobs
+   * travel inside the descriptor that names them, saving the round trip
+   * that would fetch them. Checked against digest and size before use
+   * (embeddedContent).
+   */
+  data?: string;
+}
+
+/** Descriptors carry embedded content up to this size (before base64); larger data is ignored and the blob fetched. */
+export const MAX_EMBEDDED_BYTES = 64 * 1024;
+
+/** The descriptor's embedded content if it has some and it is what the descriptor names; undefined otherwise (then fetch it). */
+export function embeddedContent(descriptor: Descriptor): Buffer | undefined {
+  if (descriptor.data === undefined || descriptor.size > MAX_EMBEDDED_BYTES) return undefined;
+  const bytes = Buffer.from(descriptor.data, 'base64');
+  return bytes.length === descriptor.size && ociDigest(bytes) === descriptor.digest ? bytes : undefined;
 }
 
 export interface Platform {
@@ -106,6 +123,8 @@ export function parseDescriptor(value: unknown, what: string): Descriptor {
       Object.entries(value.annotations).filter((entry): entry is [string, string] => typeof entry[1] === 'string'),
     );
   }
+  // Embedded content beyond what is ever used is left out, not kept in memory.
+  if (typeof value.data === 'string' && value.data.length <= Math.ceil(MAX_EMBEDDED_BYTES / 3) * 4) descriptor.data = value.data;
   if (isRecord(value.platform) && typeof value.platform.architecture === 'string' && typeof value.platform.os === 'string') {
     descriptor.platform = { architecture: value.platform.architecture, os: value.platform.os };
     if (typeof value.platform.variant === 'string') descriptor.platform.variant = value.platform.variant;

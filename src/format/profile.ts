@@ -12,14 +12,29 @@
  * referrers listing carries, so a reader picks a profile without fetching
  * them all.
  *
+ * A profile is small (a start reads a few hundred chunks), so it travels
+ * inside the descriptors that name it (OCI 1.1's "data"): the profile blob
+ * in its manifest's layer descriptor, and the manifest in the referrers
+ * index's entry where tessera writes that index (the referrers tag). A
+ * reader beside a container start then has the profile with the index,
+ * two round trips sooner; the blobs are stored too, for every other reader.
+ *
  * Chunks are named by their index in the image's tables (the superblock's
  * tree chunks, the tree's chunk table): the subject pins the image, and an
  * index is a few bytes where a digest is 32. Runs of consecutive indices
  * (a file read from start to end) are stored as [first, count] pairs.
+ *
+ * The data chunks' records may come along too (`records`: the tree's
+ * 56-byte chunk records of `chunks`, in that order, base64): with them, a
+ * prefetch beside a start fetches the chunks as soon as it has the profile
+ * and the superblock, without waiting for the tree's chunk table. Each
+ * chunk is still checked against its digest, so a wrong record can only
+ * make a prefetch fetch something useless, never make a mount serve it.
  */
 import { corrupt } from '../errors.js';
+import { CHUNK_RECORD_SIZE, decodeChunk, encodeChunk, type ChunkRecord } from './tree-layout.js';
 import { ociDigest, isOciDigest, type OciDigest } from '../chunk/digest.js';
-import { encodeJson, isRecord, parseDescriptor, parseJson, type Descriptor, type ImageManifest } from './manifest.js';
+import { encodeJson, isRecord, MAX_EMBEDDED_BYTES, parseDescriptor, parseJson, type Descriptor, type ImageManifest } from './manifest.js';
 import { OCI_EMPTY_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE, TESSERA_PROFILE_MEDIA_TYPE } from './media-types.js';
 
 /** What the recorded start read, in order of first read. */
@@ -38,6 +53,8 @@ export interface Profile extends ChunkOrder {
   command: string[];
   /** How long the recorded run took, in seconds. */
   seconds: number;
+  /** The records of `chunks`, in order, when the profile carries them. */
+  records?: ChunkRecord[];
 }
 
 /** Annotations on the profile's manifest (and so in referrers listings). */
@@ -84,7 +101,25 @@ export function encodeProfile(profile: Profile): Buffer {
     seconds: profile.seconds,
     treeChunks: toRuns(profile.treeChunks),
     chunks: toRuns(profile.chunks),
+    ...(profile.records !== undefined ? { records: encodeRecords(profile.records) } : {}),
   });
+}
+
+function encodeRecords(records: readonly ChunkRecord[]): string {
+  const bytes = Buffer.alloc(records.length * CHUNK_RECORD_SIZE);
+  records.forEach((record, i) => encodeChunk(record, bytes, i * CHUNK_RECORD_SIZE));
+  return bytes.toString('base64');
+}
+
+function decodeRecords(value: unknown, count: number, what: string): ChunkRecord[] {
+  if (typeof value !== 'string' || value.length !== Math.ceil((count * CHUNK_RECORD_SIZE) / 3) * 4) {
+    throw corrupt(`${what}: "records" is not the base64 of ${count} chunk records`);
+  }
+  const bytes = Buffer.from(value, 'base64');
+  if (bytes.length !== count * CHUNK_RECORD_SIZE) throw corrupt(`${what}: "records" holds ${bytes.length} bytes, not ${count} chunk records`);
+  const records: ChunkRecord[] = [];
+  for (let i = 0; i < count; i++) records.push(decodeChunk(bytes, i * CHUNK_RECORD_SIZE));
+  return records;
 }
 
 export function decodeProfile(bytes: Buffer, what: string): Profile {
@@ -98,13 +133,15 @@ export function decodeProfile(bytes: Buffer, what: string): Profile {
   }
   const seconds = value.seconds;
   if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) throw corrupt(`${what}: "seconds" is not a duration`);
+  const chunks = fromRuns(value.chunks, `${what}: chunks`);
   return {
     formatVersion: 1,
     image: value.image,
     command: command as string[],
     seconds,
     treeChunks: fromRuns(value.treeChunks, `${what}: treeChunks`),
-    chunks: fromRuns(value.chunks, `${what}: chunks`),
+    chunks,
+    ...(value.records !== undefined ? { records: decodeRecords(value.records, chunks.length, what) } : {}),
   };
 }
 
@@ -112,14 +149,19 @@ export function emptyConfigDescriptor(): Descriptor {
   return { mediaType: OCI_EMPTY_MEDIA_TYPE, digest: ociDigest(EMPTY_CONFIG), size: EMPTY_CONFIG.length };
 }
 
-/** The artifact manifest that attaches a profile blob to its image. */
-export function buildProfileManifest(profile: { digest: OciDigest; size: number }, subject: Descriptor, command: readonly string[], created: Date): ImageManifest {
+/** Embeds small content in its descriptor (see the top of this file). */
+export function withEmbedded(descriptor: Descriptor, content: Buffer): Descriptor {
+  return content.length <= MAX_EMBEDDED_BYTES ? { ...descriptor, data: content.toString('base64') } : descriptor;
+}
+
+/** The artifact manifest that attaches a profile blob to its image; the blob is embedded when small. */
+export function buildProfileManifest(profile: { digest: OciDigest; size: number }, blob: Buffer, subject: Descriptor, command: readonly string[], created: Date): ImageManifest {
   return {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST_MEDIA_TYPE,
     artifactType: TESSERA_PROFILE_ARTIFACT_TYPE,
     config: emptyConfigDescriptor(),
-    layers: [{ mediaType: TESSERA_PROFILE_MEDIA_TYPE, digest: profile.digest, size: profile.size }],
+    layers: [withEmbedded({ mediaType: TESSERA_PROFILE_MEDIA_TYPE, digest: profile.digest, size: profile.size }, blob)],
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
     annotations: { [CREATED_ANNOTATION]: created.toISOString(), [PROFILE_COMMAND_ANNOTATION]: JSON.stringify(command) },
   };

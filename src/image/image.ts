@@ -26,6 +26,12 @@ export interface OpenImageOptions {
   wrapChunkStore?: (origin: ChunkStore) => ChunkStore;
   /** Hears the manifest's descriptor as soon as it is resolved, before the rest is fetched (to start work that needs only the digest). */
   onManifest?: (descriptor: Descriptor, source: BlobSource) => void;
+  /**
+   * Hears the chunk store (caches in front) and the superblock as soon as
+   * they exist, before the tree is opened: chunks whose records are known
+   * already (a profile's) can be fetched from then on.
+   */
+  onChunkStore?: (chunks: ChunkStore, superblock: Superblock) => void;
 }
 
 export class Image {
@@ -68,6 +74,7 @@ export class Image {
     checkPacksMatchManifest(superblock, manifest, source.name);
     const origin = new PackChunkStore(source, superblock.packs);
     const chunks = options.wrapChunkStore ? options.wrapChunkStore(origin) : origin;
+    options.onChunkStore?.(chunks, superblock);
     const pages = new TreePages(superblock.treeChunks, chunks);
     const tree = await TreeReader.open(pages, superblock.packs);
     return new Image(source, descriptor, manifest, config, superblock, chunks, tree, origin.stats, pages);

@@ -6,7 +6,7 @@
  */
 import { ociDigest, type OciDigest } from '../chunk/digest.js';
 import { corrupt } from '../errors.js';
-import { encodeJson, type Descriptor } from '../format/manifest.js';
+import { embeddedContent, encodeJson, type Descriptor } from '../format/manifest.js';
 import { TESSERA_PROFILE_ARTIFACT_TYPE } from '../format/media-types.js';
 import {
   buildProfileManifest,
@@ -17,10 +17,13 @@ import {
   encodeProfile,
   parseProfileManifest,
   profileCommandOf,
+  withEmbedded,
   type ChunkOrder,
   type Profile,
 } from '../format/profile.js';
+import type { Superblock } from '../format/superblock.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
+import { TESSERA_CHUNKING } from '../chunk/fastcdc.js';
 import type { ReferrerStore } from '../store/blob-store.js';
 import type { Image } from './image.js';
 
@@ -52,9 +55,11 @@ export async function listProfiles(store: ReferrerStore, image: OciDigest): Prom
 /** Reads a listed profile and checks that it was recorded on this image (its manifest digest). */
 export async function readProfile(store: ReferrerStore, listed: ListedProfile, image: OciDigest): Promise<Profile> {
   const what = `${store.name}: profile ${listed.manifest.digest}`;
-  const { profile: blob, subject } = parseProfileManifest(await store.fetchManifest(listed.manifest), what);
+  // Embedded content (written by tessera, checked against its digest) spares the round trips.
+  const manifestBytes = embeddedContent(listed.manifest) ?? (await store.fetchManifest(listed.manifest));
+  const { profile: blob, subject } = parseProfileManifest(manifestBytes, what);
   if (subject.digest !== image) throw corrupt(`${what} is for ${subject.digest}, not ${image}`);
-  const profile = decodeProfile(await store.fetchBlob(blob), what);
+  const profile = decodeProfile(embeddedContent(blob) ?? (await store.fetchBlob(blob)), what);
   if (profile.image !== image) throw corrupt(`${what} was recorded on ${profile.image}, not ${image}`);
   return profile;
 }
@@ -74,9 +79,9 @@ export async function attachProfile(store: ReferrerStore, subject: Descriptor, p
   const blob = encodeProfile(profile);
   if (!(await store.hasBlob(emptyConfigDescriptor().digest))) await store.putBlob(EMPTY_CONFIG);
   const stored = await store.putBlob(blob);
-  const manifest = buildProfileManifest(stored, subject, profile.command, created);
+  const manifest = buildProfileManifest(stored, blob, subject, profile.command, created);
   const bytes = encodeJson(manifest);
-  const descriptor: Descriptor = { mediaType: manifest.mediaType, digest: ociDigest(bytes), size: bytes.length, artifactType: TESSERA_PROFILE_ARTIFACT_TYPE, annotations: manifest.annotations ?? {} };
+  const descriptor = withEmbedded({ mediaType: manifest.mediaType, digest: ociDigest(bytes), size: bytes.length, artifactType: TESSERA_PROFILE_ARTIFACT_TYPE, annotations: manifest.annotations ?? {} }, bytes);
   await store.putReferrer(bytes, descriptor, subject.digest, replaces.map((entry) => entry.manifest.digest));
   return descriptor;
 }
@@ -89,17 +94,17 @@ export async function copyProfiles(from: ReferrerStore, to: ReferrerStore, subje
   let copied = 0;
   for (const listed of profiles) {
     if (there.some((entry) => entry.manifest.digest === listed.manifest.digest)) continue;
-    const bytes = await from.fetchManifest(listed.manifest);
+    const bytes = embeddedContent(listed.manifest) ?? (await from.fetchManifest(listed.manifest));
     const { profile } = parseProfileManifest(bytes, `${from.name}: profile ${listed.manifest.digest}`);
     for (const [descriptor, data] of [
       [emptyConfigDescriptor(), EMPTY_CONFIG],
       [profile, undefined],
     ] as const) {
       if (await to.hasBlob(descriptor.digest)) continue;
-      await to.putBlob(data ?? (await from.fetchBlob(descriptor)));
+      await to.putBlob(data ?? embeddedContent(descriptor) ?? (await from.fetchBlob(descriptor)));
     }
     const replaces = there.filter((entry) => sameCommand(entry.command, listed.command)).map((entry) => entry.manifest.digest);
-    await to.putReferrer(bytes, listed.manifest, subject, replaces);
+    await to.putReferrer(bytes, withEmbedded(listed.manifest, bytes), subject, replaces);
     copied += 1;
   }
   return copied;
@@ -112,6 +117,30 @@ export async function chunksOfOrder(image: Image, order: ChunkOrder): Promise<{ 
   const tree = order.treeChunks.filter((index) => index < treeChunks.length).map((index) => treeChunks[index]!);
   const data = await Promise.all(order.chunks.filter((index) => index < total).map((index) => image.tree.chunk(index)));
   return { tree, data };
+}
+
+/**
+ * What the profiles name, as records, from the profiles and the superblock
+ * alone (no tree): the metadata chunks, then the data chunks, in order.
+ * Undefined unless every profile carries its records and they all lie
+ * within the image's packs; the caller then goes through the tree.
+ */
+export function recordsOfProfiles(profiles: readonly Profile[], superblock: Superblock): ChunkRecord[] | undefined {
+  const byIndex = new Map<number, ChunkRecord>();
+  for (const profile of profiles) {
+    const records = profile.records;
+    if (records === undefined) return undefined;
+    profile.chunks.forEach((index, i) => byIndex.set(index, records[i]!));
+  }
+  const order = mergeOrders(profiles);
+  const data = order.chunks.map((index) => byIndex.get(index)!);
+  const withinPacks = (record: ChunkRecord): boolean => {
+    const pack = superblock.packs[record.pack];
+    return pack !== undefined && record.compressedLength > 0 && record.packOffset + record.compressedLength <= pack.size && record.length <= TESSERA_CHUNKING.maxSize;
+  };
+  if (!data.every(withinPacks)) return undefined;
+  const tree = order.treeChunks.filter((index) => index < superblock.treeChunks.length).map((index) => superblock.treeChunks[index]!);
+  return [...tree, ...data];
 }
 
 /** Several profiles as one fetch order: each in its order, newest first, every chunk once. */

@@ -105,6 +105,7 @@ export class RegistryReferrers implements ReferrerStore {
     const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
     if (descriptor.artifactType !== undefined) entry.artifactType = descriptor.artifactType;
     if (descriptor.annotations !== undefined) entry.annotations = descriptor.annotations;
+    if (descriptor.data !== undefined) entry.data = descriptor.data;
     await this.client.putManifest(this.repository, referrersTag(subject), encodeReferrersIndex([...kept, entry]), OCI_INDEX_MEDIA_TYPE);
   }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ociDigest } from '../../src/chunk/digest.js';
-import { encodeJson, parseJson } from '../../src/format/manifest.js';
+import { embeddedContent, encodeJson, parseJson } from '../../src/format/manifest.js';
 import { OCI_EMPTY_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE, TESSERA_PROFILE_MEDIA_TYPE } from '../../src/format/media-types.js';
 import {
   buildProfileManifest,
@@ -69,16 +69,30 @@ describe('profile', () => {
     for (const [bytes, message] of cases) assert.throws(() => decodeProfile(bytes, 'p'), message, `${bytes.toString().slice(0, 80)}`);
   });
 
+  test('chunk records ride along when given, and must be as many as the chunks', () => {
+    const records = profile.chunks.map((index) => ({ digest: Buffer.alloc(32, index), pack: index % 3, packOffset: index * 1000, compressedLength: 500 + index, length: 65536 }));
+    const decoded = decodeProfile(encodeProfile({ ...profile, records }), 'p');
+    assert.deepEqual(decoded.records, records);
+    assert.equal(decodeProfile(encodeProfile(profile), 'p').records, undefined, 'a profile without records reads back without');
+    const short = Buffer.alloc(56 * (profile.chunks.length - 1)).toString('base64');
+    assert.throws(() => decodeProfile(withField('records', short), 'p'), /"records" is not the base64 of 8 chunk records/);
+    assert.throws(() => decodeProfile(withField('records', 42), 'p'), /"records"/);
+  });
+
   test('the artifact manifest: OCI 1.1 with artifactType, the empty config, one layer, the image as subject', () => {
     const blob = encodeProfile(profile);
     const subject = { mediaType: OCI_MANIFEST_MEDIA_TYPE, digest: digest('a'), size: 1234 };
-    const manifest = buildProfileManifest({ digest: ociDigest(blob), size: blob.length }, subject, profile.command, new Date('2026-12-01T00:00:00Z'));
+    const manifest = buildProfileManifest({ digest: ociDigest(blob), size: blob.length }, blob, subject, profile.command, new Date('2026-12-01T00:00:00Z'));
     assert.equal(manifest.artifactType, TESSERA_PROFILE_ARTIFACT_TYPE);
     assert.deepEqual(manifest.config, { mediaType: OCI_EMPTY_MEDIA_TYPE, digest: ociDigest(EMPTY_CONFIG), size: 2 });
     assert.equal(manifest.config.digest, 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a');
     assert.deepEqual(manifest.subject, subject);
     const parsed = parseProfileManifest(encodeJson(manifest), 'm');
-    assert.deepEqual(parsed.profile, { mediaType: TESSERA_PROFILE_MEDIA_TYPE, digest: ociDigest(blob), size: blob.length });
+    // The blob travels embedded in its descriptor (OCI 1.1 "data"), and is what the descriptor names.
+    assert.deepEqual(parsed.profile, { mediaType: TESSERA_PROFILE_MEDIA_TYPE, digest: ociDigest(blob), size: blob.length, data: blob.toString('base64') });
+    assert.ok(embeddedContent(parsed.profile)?.equals(blob));
+    assert.equal(embeddedContent({ ...parsed.profile, data: Buffer.from('other bytes').toString('base64') }), undefined, 'embedded bytes that are not the blob are not used');
+    assert.equal(embeddedContent({ ...parsed.profile, data: undefined }), undefined);
     assert.deepEqual(parsed.subject, subject);
     assert.deepEqual(profileCommandOf({ ...subject, annotations: manifest.annotations! }), profile.command);
     assert.equal(manifest.annotations?.['org.opencontainers.image.created'], '2026-12-01T00:00:00.000Z');
@@ -87,7 +101,7 @@ describe('profile', () => {
   test('refuses manifests that are not profiles, or that claim an absurd profile size', () => {
     const blob = encodeProfile(profile);
     const subject = { mediaType: OCI_MANIFEST_MEDIA_TYPE, digest: digest('a'), size: 1234 };
-    const manifest = buildProfileManifest({ digest: ociDigest(blob), size: blob.length }, subject, profile.command, new Date());
+    const manifest = buildProfileManifest({ digest: ociDigest(blob), size: blob.length }, blob, subject, profile.command, new Date());
     assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, artifactType: 'application/x' }), 'm'), /not a tessera profile/);
     assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, subject: undefined }), 'm'), /without a subject/);
     assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, layers: [] }), 'm'), /exactly one layer/);

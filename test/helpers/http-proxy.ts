@@ -17,6 +17,7 @@
 import { fork } from 'node:child_process';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface ProxyStats {
@@ -146,7 +147,14 @@ async function serveProxy(target: string, options: ProxyOptions = {}): Promise<S
     response.on('end', () => void written.then(() => outgoing.end()));
     response.on('error', () => outgoing.destroy());
   };
+  // For looking into a benchmark by hand: TESSERA_PROXY_LOG=FILE appends each request's arrival and end (wall-clock ms).
+  const logFile = process.env.TESSERA_PROXY_LOG;
   const server = http.createServer((incoming, outgoing) => {
+    if (logFile !== undefined) {
+      const line = `${incoming.method} ${incoming.url} ${incoming.headers.range ?? ''}`.slice(0, 200);
+      fs.appendFileSync(logFile, `${Date.now()} start ${line}\n`);
+      outgoing.on('finish', () => fs.appendFileSync(logFile, `${Date.now()} end   ${line}\n`));
+    }
     stats.requests += 1;
     if (incoming.headers.range !== undefined) stats.rangeRequests += 1;
     const mode = faultFor(incoming.url ?? '');

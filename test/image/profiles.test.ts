@@ -12,10 +12,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ociDigest, type OciDigest } from '../../src/chunk/digest.js';
-import { encodeJson, type Descriptor } from '../../src/format/manifest.js';
+import { embeddedContent, encodeJson, type Descriptor } from '../../src/format/manifest.js';
 import { OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../../src/format/media-types.js';
 import type { Profile } from '../../src/format/profile.js';
-import { attachProfile, copyProfiles, listProfiles, readProfile } from '../../src/image/profiles.js';
+import { attachProfile, copyProfiles, listProfiles, readProfile, recordsOfProfiles } from '../../src/image/profiles.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseReferrersIndex, RegistryReferrers, referrersTag } from '../../src/registry/referrers.js';
 import type { ReferrerStore } from '../../src/store/blob-store.js';
@@ -157,6 +157,17 @@ describe('profiles as referrers', () => {
     const entries = parseReferrersIndex(index.bytes, 'index');
     assert.equal(entries.length, 2, 'the replaced profile is still listed in the tag index');
     assert.ok(entries.every((entry) => entry.artifactType === 'application/vnd.tessera.profile.v1' && entry.annotations?.['dev.tessera.profile.command'] !== undefined));
+    // Each entry carries its manifest, which carries its profile: reading one needs nothing but the index.
+    assert.ok(entries.every((entry) => embeddedContent(entry) !== undefined), 'every tag-index entry embeds its manifest');
+    const store = new RegistryReferrers(registryClient, 'app');
+    const indexOnly = new Proxy(store, {
+      get(target, property, receiver) {
+        if (property === 'fetchManifest' || property === 'fetchBlob') return () => Promise.reject(new Error(`${String(property)} was called`));
+        return Reflect.get(target, property, receiver) as unknown;
+      },
+    });
+    const [newest] = await listProfiles(indexOnly, subject.digest);
+    assert.deepEqual((await readProfile(indexOnly, newest!, subject.digest)).chunks, [4, 5]);
   });
 
   test('a registry with the referrers API: listed by the API, no tag written', async () => {
@@ -193,5 +204,24 @@ describe('profiles as referrers', () => {
       [['python3', '-V'], ['sh', '-c', 'true']],
     );
     assert.equal(await copyProfiles(new LayoutReferrers(from), to, subject.digest), 0);
+  });
+});
+
+describe('chunk records carried by profiles', () => {
+  const record = (n: number, pack = 0, packOffset = n * 100) => ({ digest: Buffer.alloc(32, n), pack, packOffset, compressedLength: 100, length: 4096 });
+  const superblock = { packs: [{ digest: Buffer.alloc(32, 0xee), size: 10_000 }], treeSize: 1, treeDigest: Buffer.alloc(32), treeChunks: [record(200), record(201)] };
+  const withRecords = (command: string[], chunks: number[]): Profile => ({ ...profileOf(`sha256:${'a'.repeat(64)}`, command, chunks), records: chunks.map((n) => record(n)) });
+
+  test('give the metadata and data records of every profile, merged in order, without the tree', () => {
+    const records = recordsOfProfiles([withRecords(['a'], [3, 1]), withRecords(['b'], [1, 7])], superblock);
+    assert.deepEqual(records?.map((r) => r.digest[0]), [200, 201, 3, 1, 7]);
+  });
+
+  test('are not used when a profile has none, or one names a place outside the packs', () => {
+    assert.equal(recordsOfProfiles([withRecords(['a'], [3]), profileOf(`sha256:${'a'.repeat(64)}`, ['b'], [4])], superblock), undefined);
+    const outside = { ...withRecords(['a'], [3]), records: [record(3, 0, 9_950)] };
+    assert.equal(recordsOfProfiles([outside], superblock), undefined);
+    const noPack = { ...withRecords(['a'], [3]), records: [record(3, 5)] };
+    assert.equal(recordsOfProfiles([noPack], superblock), undefined);
   });
 });
