@@ -51,7 +51,9 @@ export class CompressPool {
     if (this.failure) return Promise.reject(this.failure);
     if (this.workers.length === 0) return Promise.resolve(compressChunk(data, this.level));
     const id = this.nextId++;
-    const copy = new Uint8Array(data);
+    // A copy to hand over (transfer, not clone): not zero-filled first, as new Uint8Array(data) would be.
+    const copy = Buffer.allocUnsafeSlow(data.length);
+    copy.set(data);
     const worker = this.workers[this.nextWorker]!;
     this.nextWorker = (this.nextWorker + 1) % this.workers.length;
     return new Promise<Buffer>((resolve, reject) => {

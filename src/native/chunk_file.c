@@ -95,13 +95,8 @@ static void read_complete(napi_env env, napi_status status, void *opaque) {
  * there is no such file, 2 when it holds other bytes, a negative errno when
  * it cannot be read. */
 static napi_value js_read_chunk_file(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) {
-    napi_throw_type_error(env, NULL, "readChunkFile: missing arguments");
-    return NULL;
-  }
+  if (tessera_get_args(env, info, 4, argv) == NULL) return NULL;
   void *digest, *data;
   size_t digest_length, buffer_length;
   NAPI_CALL(env, napi_get_buffer_info(env, argv[1], &data, &buffer_length));

@@ -34,6 +34,9 @@ napi_value tessera_throw_errno(napi_env env, int err, const char *syscall, const
  * pending exception) on failure; the caller frees. */
 char *tessera_get_bytes(napi_env env, napi_value value, size_t *length_out);
 
+/* Fills argv with the call's `expected` arguments; NULL (a TypeError pending) when fewer came. */
+napi_value tessera_get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv);
+
 int64_t tessera_get_int64(napi_env env, napi_value value);
 double tessera_get_double(napi_env env, napi_value value);
 

@@ -14,22 +14,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static napi_value get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv) {
-  size_t argc = expected;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < expected) {
-    napi_throw_type_error(env, NULL, "missing arguments");
-    return NULL;
-  }
-  napi_value ok;
-  napi_get_boolean(env, true, &ok);
-  return ok;
-}
-
 /* llistxattr(path) -> Buffer of NUL-separated names (empty when none). */
 static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (get_args(env, info, 1, argv) == NULL) return NULL;
+  if (tessera_get_args(env, info, 1, argv) == NULL) return NULL;
   char *path = tessera_get_bytes(env, argv[0], NULL);
   if (path == NULL) return NULL;
   for (;;) {
@@ -74,7 +62,7 @@ static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
 /* lgetxattr(path, name) -> Buffer (throws ENODATA when absent). */
 static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  if (tessera_get_args(env, info, 2, argv) == NULL) return NULL;
   char *path = tessera_get_bytes(env, argv[0], NULL);
   if (path == NULL) return NULL;
   char *name = tessera_get_bytes(env, argv[1], NULL);
@@ -114,7 +102,7 @@ static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
 /* lsetxattr(path, name, value: Buffer) */
 static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  if (tessera_get_args(env, info, 3, argv) == NULL) return NULL;
   char *path = tessera_get_bytes(env, argv[0], NULL);
   if (path == NULL) return NULL;
   char *name = tessera_get_bytes(env, argv[1], NULL);
@@ -139,7 +127,7 @@ static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
  * build stores only the data and a mount serves the holes as zeros. */
 static napi_value seek_whence(napi_env env, napi_callback_info info, int whence, const char *syscall) {
   napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  if (tessera_get_args(env, info, 2, argv) == NULL) return NULL;
   int fd = (int)tessera_get_int64(env, argv[0]);
   off_t offset = (off_t)tessera_get_int64(env, argv[1]);
   off_t found = lseek(fd, offset, whence);
@@ -166,7 +154,7 @@ static napi_value js_seek_hole(napi_env env, napi_callback_info info) {
 /* mknod(path, mode, major, minor): device nodes, fifos and sockets. */
 static napi_value js_mknod(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (get_args(env, info, 4, argv) == NULL) return NULL;
+  if (tessera_get_args(env, info, 4, argv) == NULL) return NULL;
   char *path = tessera_get_bytes(env, argv[0], NULL);
   if (path == NULL) return NULL;
   mode_t mode = (mode_t)tessera_get_int64(env, argv[1]);
@@ -186,7 +174,7 @@ static napi_value js_mknod(napi_env env, napi_callback_info info) {
  * takes seconds as a double and loses nanoseconds; this keeps them. */
 static napi_value js_lutimens(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  if (get_args(env, info, 5, argv) == NULL) return NULL;
+  if (tessera_get_args(env, info, 5, argv) == NULL) return NULL;
   char *path = tessera_get_bytes(env, argv[0], NULL);
   if (path == NULL) return NULL;
   struct timespec times[2];

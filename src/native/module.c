@@ -64,6 +64,18 @@ char *tessera_get_bytes(napi_env env, napi_value value, size_t *length_out) {
   return copy;
 }
 
+napi_value tessera_get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv) {
+  size_t argc = expected;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < expected) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return NULL;
+  }
+  napi_value ok;
+  napi_get_boolean(env, true, &ok);
+  return ok;
+}
+
 int64_t tessera_get_int64(napi_env env, napi_value value) {
   int64_t result = 0;
   napi_get_value_int64(env, value, &result);
