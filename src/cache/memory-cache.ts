@@ -39,15 +39,17 @@ export class MemoryCachedStore implements ChunkStore {
    * Reads a chunk held on disk into memory before its reader asks (off this
    * thread: see DiskCache.readAsync), so that a sequential reader finds it
    * here, where a read from disk on this thread would wait on the disk with
-   * every other request behind it. At most a quarter of the memory cache is
-   * on its way at once; a chunk not on disk is left for the reader.
+   * every other request behind it. At most an eighth of the memory cache is
+   * on its way at once (the network's read-ahead has a quarter: together
+   * they stay within what --memory-max leaves the cache); a chunk not on
+   * disk is left for the reader.
    */
   warm(chunk: ChunkRecord): void {
     const { origin } = this;
     if (origin.getLocal === undefined) return;
     const key = chunk.digest.toString('hex');
     if (this.cache.has(key) || this.loading.has(key) || this.warming.has(key)) return;
-    if (this.warmingBytes + chunk.length > this.maxBytes / 4) return;
+    if (this.warmingBytes + chunk.length > this.maxBytes / 8) return;
     this.warmingBytes += chunk.length;
     const warming = origin
       .getLocal(chunk)

@@ -5,13 +5,11 @@
  */
 import * as fs from 'node:fs/promises';
 import { parseMirror, settings } from './settings.js';
-import { RegistryClient } from '../registry/client.js';
-import { FailoverSource } from '../store/failover-source.js';
 import { StatsRecorder } from '../cache/cache-stats.js';
 import { DiskCache, DiskCachedStore } from '../cache/disk-cache.js';
 import { MemoryCachedStore, DEFAULT_MEMORY_CACHE_BYTES } from '../cache/memory-cache.js';
 import { Image, type OpenImageOptions } from '../image/image.js';
-import { RegistrySink, RegistrySource, type RegistryAccess } from '../registry/registry-store.js';
+import type { RegistryAccess } from '../registry/registry-store.js';
 import type { BlobSink, BlobSource, ImageCatalog } from '../store/blob-store.js';
 import { LayoutCatalog, LayoutSink, LayoutSource, OciLayout } from '../store/oci-layout.js';
 import { parseRef, type ImageRef } from '../store/ref.js';
@@ -19,8 +17,17 @@ import { parseRef, type ImageRef } from '../store/ref.js';
 // The command-line flags live in options.ts (cheap to load: `tessera mount` needs them, not the rest).
 export * from './options.js';
 
+/**
+ * The registry code (undici, auth, failover) is loaded only for registry
+ * references: 80 ms of every start that a layout mount does not need.
+ */
+function registryModules(): Promise<[typeof import('../registry/registry-store.js'), typeof import('../registry/client.js'), typeof import('../store/failover-source.js')]> {
+  return Promise.all([import('../registry/registry-store.js'), import('../registry/client.js'), import('../store/failover-source.js')]);
+}
+
 export async function openSource(ref: ImageRef, access: RegistryAccess = {}): Promise<BlobSource> {
   if (ref.kind === 'oci-layout') return LayoutSource.open(ref);
+  const [{ RegistrySource }, { RegistryClient }, { FailoverSource }] = await registryModules();
   const origin = RegistrySource.open(ref, access);
   const mirrors = [...(access.mirrors ?? []), ...(settings().mirrors[ref.host] ?? [])].map((text) => parseMirror(text));
   if (mirrors.length === 0) return origin;
@@ -58,6 +65,7 @@ export async function openTarget(ref: ImageRef, access: RegistryAccess = {}): Pr
       },
     };
   }
+  const [{ RegistrySink, RegistrySource }] = await registryModules();
   const sink = RegistrySink.open(ref, access);
   return {
     sink,

@@ -27,8 +27,13 @@ interface Recent {
 export class RecentExtents {
   private readonly byInode = new Map<number, Recent>();
 
-  /** `files`: how many files to remember (readers at once, roughly); each holds one chunk of at most 256 KiB. */
-  constructor(private readonly files = 32) {}
+  /**
+   * `files`: how many files to remember (readers at once, roughly). Each
+   * pins one chunk of at most 256 KiB, which may have left the memory
+   * cache meanwhile: under --memory-max that counts (32 pinned 8 MiB and
+   * took a 128M daemon past its bound), so a few.
+   */
+  constructor(private readonly files = 8) {}
 
   remember(ino: number, fileSize: number, extent: Extent, data: Buffer): void {
     const { byInode } = this;

@@ -155,7 +155,7 @@ describe('cache size and garbage', () => {
     }
   });
 
-  test('--memory-max bounds the daemon: its peak RSS over a full read stays under it; a bound it cannot keep is refused', async () => {
+  test('--memory-max bounds the daemon: its peak RSS over a full read stays under it; a bound it cannot keep is refused', async (t) => {
     const big = scratch.path('big');
     fs.mkdirSync(big);
     for (let i = 0; i < 12; i++) fs.writeFileSync(`${big}/blob-${i}`, pseudoRandom(4 * MIB, 900 + i));
@@ -167,6 +167,7 @@ describe('cache size and garbage', () => {
     try {
       readAll(mnt, big);
       const peak = Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+      t.diagnostic(`daemon peak RSS ${(peak / MIB).toFixed(1)} MiB`);
       assert.ok(peak <= 128 * MIB, `the daemon peaked at ${(peak / MIB).toFixed(1)} MiB with --memory-max 128M`);
     } finally {
       await scratch.umount(mnt);
