@@ -117,10 +117,10 @@ export function addPageCacheOption(command: Command): Command {
   return command.addOption(
     new Option(
       '--page-cache <mode>',
-      'shared: file data is read through the daemon from the chunk cache, so a chunk shared by images or files sits in the page cache once; per-file: the kernel caches each file (rereads never reach the daemon, shared chunks are held per file)',
+      'shared: file data is read through the daemon from the chunk cache, so a chunk shared by images or files sits in the page cache once; per-file: the kernel caches each file (rereads never reach the daemon, shared chunks are held per file); also "pageCache" in the config file',
     )
       .choices(PAGE_CACHE_MODES)
-      .default('shared'),
+      .default(settings().pageCache ?? 'shared'),
   );
 }
 

@@ -17,6 +17,7 @@
  * fetchTimeout: the default of --fetch-timeout.
  * cacheMax: the default of --cache-max (a size: bytes, or 512M, 20G, 1.5T).
  * memoryMax: the default of --memory-max.
+ * pageCache: the default of --page-cache ("shared" or "per-file").
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -29,6 +30,7 @@ export interface Settings {
   fetchTimeout?: number;
   cacheMax?: number;
   memoryMax?: number;
+  pageCache?: 'shared' | 'per-file';
 }
 
 export function settingsFile(): string {
@@ -62,7 +64,7 @@ export function readSettings(file: string): Settings {
     throw badInput(`the config file ${file} is not valid JSON (${(error as Error).message})`);
   }
   if (!isRecord(value)) throw badInput(`the config file ${file} must hold a JSON object`);
-  const known = ['mirrors', 'fetchTimeout', 'cacheMax', 'memoryMax'];
+  const known = ['mirrors', 'fetchTimeout', 'cacheMax', 'memoryMax', 'pageCache'];
   const unknown = Object.keys(value).filter((key) => !known.includes(key));
   if (unknown.length > 0) throw badInput(`the config file ${file}: unknown setting ${JSON.stringify(unknown[0])} (known: ${known.join(', ')})`);
   const mirrors: Record<string, string[]> = {};
@@ -86,6 +88,10 @@ export function readSettings(file: string): Settings {
   if (value.memoryMax !== undefined) {
     if (typeof value.memoryMax !== 'string' && typeof value.memoryMax !== 'number') throw badInput(`the config file ${file}: "memoryMax" must be a size such as "256M"`);
     result.memoryMax = parseSize(String(value.memoryMax), `the config file ${file}: "memoryMax"`);
+  }
+  if (value.pageCache !== undefined) {
+    if (value.pageCache !== 'shared' && value.pageCache !== 'per-file') throw badInput(`the config file ${file}: "pageCache" must be "shared" or "per-file"`);
+    result.pageCache = value.pageCache;
   }
   return result;
 }
