@@ -77,7 +77,7 @@ export interface PrefetchFigures {
 export async function prefetchImage(refText: string, options: PrefetchOptions): Promise<PrefetchFigures> {
   // The profiles need only the manifest's digest: fetched while the rest of the image opens.
   let fetching: Promise<Profile[]> = Promise.resolve([]);
-  const ordered = (holds: (chunk: ChunkRecord) => boolean): FetchChunksOptions => ({
+  const fetchOptions = (holds: (chunk: ChunkRecord) => boolean): FetchChunksOptions => ({
     ordered: options.ordered === true,
     batchBytes: options.ordered ? ORDERED_BATCH_BYTES : BATCH_BYTES,
     parallel: PARALLEL,
@@ -97,7 +97,7 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     if (records === undefined) return;
     const { chunks } = storeReady;
     // At read priority: in this process nothing else reads but the tree's opening, which must not hold these back.
-    early = fetchChunks(chunks, records, { ...ordered((chunk) => chunks.holds?.(chunk) === true), priority: 'read' });
+    early = fetchChunks(chunks, records, { ...fetchOptions((chunk) => chunks.holds?.(chunk) === true), priority: 'read' });
     early.catch(() => undefined); // awaited below
   };
   const { image, disk } = await openImageWithCache(refText, {
@@ -128,18 +128,17 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     let wanted = 0;
     let missing = 0;
     let bytesBefore = 0;
-    if (early !== undefined) {
-      const result = await early;
+    const count = (result: FetchChunksResult): void => {
       wanted += result.chunks;
       missing += result.missing;
       bytesBefore += result.bytes;
-    }
+    };
     // The metadata whole when a mount would fetch it whole (so the start
     // after this fetches nothing), else what the profiles name of it; beside
     // a start (ordered), only what the profiles name: the start waits on it.
     const metadata = metadataIsSmall(image) && !options.ordered ? [...treeChunks] : [];
     if (early !== undefined) {
-      // Done above.
+      count(await early);
     } else if (profiles.length > 0) {
       const { tree, data } = await chunksOfOrder(image, mergeOrders(profiles));
       phases.push([...tree, ...metadata, ...data]);
@@ -149,12 +148,10 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     if (options.all) phases.push([...treeChunks, ...(await image.tree.allChunks())]);
     for (const phase of phases) {
       const result = await fetchChunks(image.chunks, phase, {
-        ...ordered((chunk) => disk!.has(chunk)),
+        ...fetchOptions((chunk) => disk!.has(chunk)),
         onProgress: (done, total) => options.onProgress?.(bytesBefore + done, bytesBefore + total),
       });
-      wanted += result.chunks;
-      missing += result.missing;
-      bytesBefore += result.bytes;
+      count(result);
     }
     const fetched = profiles.length > 0 ? (options.all ? 'profiles, then everything' : 'profiles') : options.all ? 'everything (no profile)' : 'metadata (no profile)';
     return {

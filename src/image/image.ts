@@ -94,7 +94,7 @@ export class Image {
   async readFile(file: Inode, offset: number, length: number, onChunks?: (first: number, last: number, file: Inode) => void): Promise<Buffer[]> {
     const end = Math.min(file.size, offset + length);
     if (offset >= end) return [];
-    const pieces: Array<{ from: number; to: number; start: number; data: Promise<Buffer> }> = [];
+    const pieces: Array<{ extent: Extent; from: number; to: number; start: number; data: Promise<Buffer> }> = [];
     let first = Infinity;
     let last = -1;
     await this.forEachExtent(file, offset, end, (extent, from, to) => {
@@ -102,16 +102,15 @@ export class Image {
       last = Math.max(last, extent.chunk);
       this.recorder?.dataChunk(extent.chunk);
       // Fetched as they are found, in parallel.
-      const data = this.chunkOf(file, extent).then(async (chunk) => {
-        const bytes = await this.chunks.get(chunk);
-        this.recent.remember(file.ino, file.size, extent, bytes);
-        return bytes;
-      });
+      const data = this.chunkOf(file, extent).then((chunk) => this.chunks.get(chunk));
       data.catch(() => undefined); // awaited below; not unhandled meanwhile
-      pieces.push({ from, to, start: extent.chunkOffset + (from - extent.fileOffset), data });
+      pieces.push({ extent, from, to, start: extent.chunkOffset + (from - extent.fileOffset), data });
     });
     if (last >= 0) onChunks?.(first, last, file);
     const chunks = await Promise.all(pieces.map((piece) => piece.data));
+    // The next read of a file read through lands in its last extent.
+    const lastPiece = pieces[pieces.length - 1];
+    if (lastPiece !== undefined) this.recent.remember(file.ino, file.size, lastPiece.extent, chunks[chunks.length - 1]!);
     // Extents come in file order; what lies between them is a hole.
     const out: Buffer[] = [];
     let at = offset;

@@ -110,11 +110,15 @@ export async function copyProfiles(from: ReferrerStore, to: ReferrerStore, subje
   return copied;
 }
 
+/** The superblock's records of the tree chunks an order names; indices past its table are left out. */
+function treeChunksOf(order: ChunkOrder, superblock: Superblock): ChunkRecord[] {
+  return order.treeChunks.filter((index) => index < superblock.treeChunks.length).map((index) => superblock.treeChunks[index]!);
+}
+
 /** The chunk records a chunk order names, metadata first, in order; indices past the image's tables are left out. */
 export async function chunksOfOrder(image: Image, order: ChunkOrder): Promise<{ tree: ChunkRecord[]; data: ChunkRecord[] }> {
-  const treeChunks = image.superblock.treeChunks;
   const total = image.tree.header.chunks.count;
-  const tree = order.treeChunks.filter((index) => index < treeChunks.length).map((index) => treeChunks[index]!);
+  const tree = treeChunksOf(order, image.superblock);
   const data = await Promise.all(order.chunks.filter((index) => index < total).map((index) => image.tree.chunk(index)));
   return { tree, data };
 }
@@ -139,8 +143,7 @@ export function recordsOfProfiles(profiles: readonly Profile[], superblock: Supe
     return pack !== undefined && record.compressedLength > 0 && record.packOffset + record.compressedLength <= pack.size && record.length <= TESSERA_CHUNKING.maxSize;
   };
   if (!data.every(withinPacks)) return undefined;
-  const tree = order.treeChunks.filter((index) => index < superblock.treeChunks.length).map((index) => superblock.treeChunks[index]!);
-  return [...tree, ...data];
+  return [...treeChunksOf(order, superblock), ...data];
 }
 
 /** Several profiles as one fetch order: each in its order, newest first, every chunk once. */

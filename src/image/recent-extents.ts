@@ -55,8 +55,4 @@ export class RecentExtents {
     const from = recent.dataOffset + (offset - recent.start);
     return recent.data.subarray(from, from + (end - offset));
   }
-
-  clear(): void {
-    this.byInode.clear();
-  }
 }

@@ -525,13 +525,8 @@ static void on_poll_closed(uv_handle_t *handle) {
  * such as ["-o", "ro,allow_other,fsname=..."]. Returns once the kernel
  * mount exists; the INIT request tells when requests are being served. */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6];
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) {
-    napi_throw_type_error(env, NULL, "mount: missing arguments");
-    return NULL;
-  }
+  if (tessera_get_args(env, info, 6, argv) == NULL) return NULL;
   session_t *s = calloc(1, sizeof *s);
   if (s == NULL) {
     napi_throw_error(env, "ENOMEM", "out of memory");
