@@ -8,19 +8,35 @@
  * at 100-145 MB/s. The read path is bound by decompression, so the native
  * library wins.
  */
-import zstd from 'zstd-napi/binding.js';
+import { createRequire } from 'node:module';
+import type zstdModule from 'zstd-napi/binding.js';
 import { corrupt } from '../errors.js';
+
+// Loaded at the first chunk compressed or decompressed, not at import: a
+// mount whose chunks are all in the cache never needs it, and loading it
+// cost the mount daemon's start about 25 ms (warmUpCompression loads it
+// once the mount serves).
+const require = createRequire(import.meta.url);
+let zstdBinding: typeof zstdModule | undefined;
+function zstd(): typeof zstdModule {
+  return (zstdBinding ??= require('zstd-napi/binding.js') as typeof zstdModule);
+}
+
+/** Loads the library now, off the path of a first read that needs it. */
+export function warmUpCompression(): void {
+  zstd();
+}
 
 export const DEFAULT_COMPRESSION_LEVEL = 3;
 
 // One context per thread, reused: creating a zstd context costs more than
 // compressing a small chunk.
-let compressContext: zstd.CCtx | undefined;
-let decompressContext: zstd.DCtx | undefined;
+let compressContext: zstdModule.CCtx | undefined;
+let decompressContext: zstdModule.DCtx | undefined;
 
 export function compressChunk(data: Uint8Array, level = DEFAULT_COMPRESSION_LEVEL): Buffer {
-  compressContext ??= new zstd.CCtx();
-  const output = Buffer.allocUnsafe(zstd.compressBound(data.length));
+  compressContext ??= new (zstd().CCtx)();
+  const output = Buffer.allocUnsafe(zstd().compressBound(data.length));
   const written = compressContext.compress(output, data, level);
   // Copy out so the (larger) bound-sized buffer can be collected.
   return Buffer.from(output.subarray(0, written));
@@ -31,7 +47,7 @@ export function compressChunk(data: Uint8Array, level = DEFAULT_COMPRESSION_LEVE
  * bytes; anything else means the stored chunk is corrupt.
  */
 export function decompressChunk(frame: Uint8Array, expectedLength: number, what: string): Buffer {
-  decompressContext ??= new zstd.DCtx();
+  decompressContext ??= new (zstd().DCtx)();
   const output = Buffer.allocUnsafe(expectedLength);
   let written: number;
   try {

@@ -8,9 +8,18 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { withExtraCaCertsDeferred } from '../registry/extra-ca.js';
 import { badInput, TesseraError, type ErrorKind } from '../errors.js';
 import type { ContainerConfig } from '../format/manifest.js';
-import { registryArgs, type PageCacheMode, type RegistryFlags } from './options.js';
+import type { PageCacheMode, RegistryFlags } from './options.js';
+
+/** mount-daemon.js runs as a program of its own: no command line to parse, so neither commander nor the other commands are loaded. */
+const DAEMON_MODULE = fileURLToPath(new URL('./mount-daemon.js', import.meta.url));
+/** The environment variable that hands the daemon its DaemonOptions, as JSON. */
+export const DAEMON_OPTIONS_VARIABLE = 'TESSERA_DAEMON_OPTIONS';
+/** The daemon's end of the pipe its launcher waits on (stdio's fourth). */
+export const READY_FD = 3;
 
 export interface DaemonOptions {
   refText: string;
@@ -63,26 +72,12 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
     // Under a memory bound, a young generation of 2 MiB semi-spaces (16 by
     // default): 14 MB less at the peak of a million-file read, no slower.
     ...(options.memoryMax !== undefined ? ['--max-semi-space-size=2'] : []),
-    process.argv[1]!,
-    'mount',
-    '--foreground',
-    '--ready-fd',
-    '3',
-    '--log',
-    logFile,
-    '--cache-dir',
-    options.cacheDir,
-    ...(options.cacheMax !== undefined ? ['--cache-max', String(options.cacheMax)] : []),
-    ...(options.memoryMax !== undefined ? ['--memory-max', String(options.memoryMax)] : []),
-    ...(options.pageCache !== undefined ? ['--page-cache', options.pageCache] : []),
-    ...(options.prefetch ? ['--prefetch'] : []),
-    ...(options.record ? ['--record', path.resolve(options.record)] : []),
-    ...registryArgs(options.registry),
-    ...options.fuseOptions.flatMap((o) => ['-o', o]),
+    DAEMON_MODULE,
+    // Only for ps and pgrep to show: the options travel in the environment.
     options.refText,
     options.mountpoint,
   ];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] });
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: { ...withExtraCaCertsDeferred(process.env), [DAEMON_OPTIONS_VARIABLE]: JSON.stringify({ ...options, log: logFile }) } });
   fs.closeSync(logFd);
   const message = await new Promise<ReadyMessage>((resolve) => {
     let text = '';

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { diffImages } from '../image/diff.js';
 import { action } from './command.js';
-import { accessOf, addRegistryOptions, openImage, type RegistryFlags } from './open-image.js';
+import { accessOf, openImage } from './open-image.js';
+import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { formatBytes, printJson } from './output.js';
 
 interface DiffFlags extends RegistryFlags {

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { extractImage } from '../image/extract.js';
 import { action } from './command.js';
-import { accessOf, addRegistryOptions, openImage, type RegistryFlags } from './open-image.js';
+import { accessOf, openImage } from './open-image.js';
+import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
 export function registerExtract(program: Command): void {

@@ -15,7 +15,8 @@ import { resolveSourceImage } from '../import/oci-image.js';
 import type { BlobSource } from '../store/blob-store.js';
 import { parseRef } from '../store/ref.js';
 import { action, parseInteger } from './command.js';
-import { accessOf, addRegistryOptions, openSource, openTarget, type RegistryFlags, type Target } from './open-image.js';
+import { accessOf, openSource, openTarget, type Target } from './open-image.js';
+import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
 interface ImportFlags extends RegistryFlags {

@@ -1,14 +1,19 @@
 /**
- * The mount daemon itself (daemon-launcher.ts starts it): open the image
- * with the caches in front, serve it, prefetch and record if asked, clean
- * up at unmount.
+ * The mount daemon itself: open the image with the caches in front, serve
+ * it, prefetch and record if asked, clean up at unmount. It is a program
+ * of its own (daemon-launcher.ts starts it, options in the environment,
+ * readiness on fd 3), and `tessera mount --foreground` runs serveMount in
+ * its own process.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { StatsRecorder } from '../cache/cache-stats.js';
 import type { OciDigest } from '../chunk/digest.js';
 import type { DiskCache } from '../cache/disk-cache.js';
+import { warmUpCompression } from '../chunk/compress.js';
 import { EXIT_CODES, TesseraError } from '../errors.js';
-import { memoryCacheFor, type DaemonOptions, type ReadyMessage } from './daemon-launcher.js';
+import { DAEMON_OPTIONS_VARIABLE, memoryCacheFor, READY_FD, type DaemonOptions, type ReadyMessage } from './daemon-launcher.js';
 import type { ChunkOrder, Profile } from '../format/profile.js';
 import { serveImage } from '../fuse/daemon.js';
 import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
@@ -83,6 +88,8 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
         writeMountRecord({ pid: process.pid, ref: refText, manifest: served.manifestDigest, mountpoint, cacheDir, ...(options.log ? { log: options.log } : {}) });
         tell({ ready: true, manifest: served.manifestDigest, ...(served.config.container ? { container: served.config.container } : {}) });
         if (!background) process.stdout.write(`mounted ${refText} at ${mountpoint}; serving until unmounted\n`);
+        // While the caller gets going (a container runtime takes long enough), not in the first read that needs it.
+        setTimeout(warmUpCompression, 0);
       },
     });
   } catch (error) {
@@ -195,3 +202,17 @@ class BackgroundPrefetch {
     this.log.info(`prefetch done: ${result.fetched} of ${result.chunks} chunks fetched, the rest were cached (${this.seconds()} s)`);
   }
 }
+
+/** Started by daemon-launcher.ts: the options in the environment, readiness on fd 3. */
+async function main(): Promise<void> {
+  const text = process.env[DAEMON_OPTIONS_VARIABLE];
+  if (text === undefined) {
+    process.stderr.write('tessera: mount-daemon.js is started by tessera mount and tessera run; use those\n');
+    process.exitCode = EXIT_CODES['bad-input'];
+    return;
+  }
+  delete process.env[DAEMON_OPTIONS_VARIABLE];
+  await serveMount(JSON.parse(text) as DaemonOptions, READY_FD);
+}
+
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -9,7 +9,6 @@
  * _netdev, x-systemd.*, nofail, ...): they are dropped here, as mount.fuse
  * does. Unknown options are refused by tessera mount with a one-line error.
  */
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -85,14 +84,11 @@ async function main(): Promise<void> {
     return;
   }
   if (invocation.fake) return;
-  const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
-  const child = spawn(process.execPath, [cli, 'mount', ...invocation.args, invocation.source, invocation.mountpoint], { stdio: 'inherit' });
+  // `tessera mount` in this process: one Node start fewer than running the CLI.
+  process.argv = [process.argv[0]!, path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js'), 'mount', ...invocation.args, invocation.source, invocation.mountpoint];
+  await import('./main.js');
   // mount(8) wants 0 for success and non-zero otherwise (32: mount failure).
-  child.on('exit', (code) => (process.exitCode = code === 0 ? 0 : 32));
-  child.on('error', (error) => {
-    process.stderr.write(`mount.fuse.tessera: cannot run tessera: ${error.message}\n`);
-    process.exitCode = 32;
-  });
+  process.exitCode = process.exitCode === undefined || process.exitCode === 0 ? 0 : 32;
 }
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -22,7 +22,6 @@ interface MountFlags extends RegistryFlags, CacheFlags {
   option: string[];
   foreground?: boolean;
   log?: string;
-  readyFd?: string;
 }
 
 /** Options passed through to FUSE and mount(2), and the ones tessera sets itself. */
@@ -55,7 +54,6 @@ export function registerMount(program: Command): void {
     .option('-f, --foreground', 'serve from this process instead of a background daemon')
     .option('--prefetch', "fetch the image into the cache in the background, behind the reads: what its profiles (tessera optimize) say a start reads first, then the rest")
     .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
-    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').hideHelp())
     .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
   addCacheOptions(command);
   addMemoryOption(command);
@@ -83,7 +81,7 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
   if (flags.foreground) {
     // Only the daemon loads the daemon.
     const { serveMount } = await import('./mount-daemon.js');
-    await serveMount(options, flags.readyFd === undefined ? undefined : Number(flags.readyFd));
+    await serveMount(options, undefined);
     return;
   }
   // Cheap checks here, so the common mistakes need no log reading.

@@ -21,7 +21,8 @@ import { Image } from '../image/image.js';
 import { attachProfile, describeCommand } from '../image/profiles.js';
 import { parseRef } from '../store/ref.js';
 import { action, parseInteger } from './command.js';
-import { accessOf, addCacheOptions, addRegistryOptions, openSource } from './open-image.js';
+import { accessOf, openSource } from './open-image.js';
+import { addCacheOptions, addRegistryOptions } from './options.js';
 import { printJson } from './output.js';
 import { addContainerOptions, runInContainer, type RunFlags } from './run.js';
 

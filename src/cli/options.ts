@@ -1,12 +1,11 @@
 /**
  * The flags the commands share (registry access, the cache, timeouts,
- * memory), their parsing and their hand-over to the mount daemon. Kept
- * apart from open-image.ts, which loads the registry client and the image
- * code: `tessera mount` only parses these and starts the daemon, and a
- * container start waits for it.
+ * memory) and their parsing. Kept apart from open-image.ts, which loads
+ * the image code: `tessera mount` only parses these and starts the
+ * daemon, and the daemon, which never parses a command line, does not
+ * load commander.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { RegistryAccess } from '../registry/registry-store.js';
 import { parseInteger } from './command.js';
 import { parseMirror, parseSize, settings } from './settings.js';
 
@@ -42,28 +41,6 @@ function parseBoolean(what: string): (value: string) => boolean {
   };
 }
 
-export function accessOf(flags: RegistryFlags): RegistryAccess {
-  const access: RegistryAccess = {};
-  if (flags.plainHttp) access.plainHttp = true;
-  if (flags.tlsVerify === false) access.tlsVerify = false;
-  if (flags.fetchTimeout !== undefined) {
-    access.timeoutMs = flags.fetchTimeout * 1000;
-    access.deadlineMs = flags.fetchTimeout * 1000;
-  }
-  if (flags.mirror !== undefined && flags.mirror.length > 0) access.mirrors = flags.mirror;
-  return access;
-}
-
-/** The same flags, to hand to a child process (the mount daemon). */
-export function registryArgs(flags: RegistryFlags): string[] {
-  return [
-    ...(flags.plainHttp ? ['--plain-http'] : []),
-    ...(flags.tlsVerify === false ? ['--tls-verify', 'false'] : []),
-    ...(flags.fetchTimeout !== undefined ? ['--fetch-timeout', String(flags.fetchTimeout)] : []),
-    ...(flags.mirror ?? []).flatMap((mirror) => ['--mirror', mirror]),
-  ];
-}
-
 /** Default for mounts: a read that needs the registry fails (EIO) after this many seconds without an answer. */
 export const DEFAULT_FETCH_TIMEOUT_SECONDS = 10;
 
@@ -94,11 +71,6 @@ export function addCacheOptions(command: Command, fills = true): Command {
     (value: string) => parseSize(value, '--cache-max'),
     fromSettings,
   );
-}
-
-/** The same flags, to hand to the mount daemon. */
-export function cacheArgs(flags: CacheFlags): string[] {
-  return flags.cacheMax !== undefined ? ['--cache-max', String(flags.cacheMax)] : [];
 }
 
 /**

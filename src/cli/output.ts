@@ -3,8 +3,14 @@
  * or one JSON object with --json), progress bars on stderr only when it is
  * a terminal, errors as one line on stderr with an exit code per kind.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressModule from 'cli-progress';
 import { EXIT_CODES, TesseraError, describeSystemError, isSystemError } from '../errors.js';
+
+// Loaded when a bar is first shown, not with every command: it cost each
+// Node start (a container start has two) about 30 ms here.
+const require = createRequire(import.meta.url);
+let cliProgress: typeof cliProgressModule | undefined;
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -30,6 +36,7 @@ export interface Progress {
 export function byteProgress(label: string, enabled: boolean, unit: 'bytes' | 'chunks' = 'bytes'): Progress {
   const show = unit === 'bytes' ? formatBytes : (count: number): string => `${Math.round(count)} chunks`;
   if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  cliProgress ??= require('cli-progress') as typeof cliProgressModule;
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

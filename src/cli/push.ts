@@ -11,7 +11,8 @@ import { copyImage } from '../store/copy-image.js';
 import { copyProfiles } from '../image/profiles.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
-import { accessOf, addRegistryOptions, openSource, openTarget, type RegistryFlags } from './open-image.js';
+import { accessOf, openSource, openTarget } from './open-image.js';
+import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 
 interface PushFlags extends RegistryFlags {

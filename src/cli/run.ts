@@ -22,7 +22,8 @@ import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
 import { checkMemoryMax, startMountDaemon } from './daemon-launcher.js';
 import { prefetchImage } from './prefetch.js';
-import { accessOf, addCacheOptions, addFetchTimeoutOption, addMemoryOption, addPageCacheOption, addRegistryOptions, openSource, type CacheFlags, type PageCacheMode, type RegistryFlags } from './open-image.js';
+import { accessOf, openSource } from './open-image.js';
+import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addPageCacheOption, addRegistryOptions, type CacheFlags, type PageCacheMode, type RegistryFlags } from './options.js';
 import { unmountTessera } from './umount.js';
 
 export interface RunFlags extends RegistryFlags, CacheFlags {

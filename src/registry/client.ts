@@ -20,6 +20,7 @@ import { badInput, corrupt, TesseraError, unreachable } from '../errors.js';
 import { DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../format/media-types.js';
 import type { ByteRange } from '../store/blob-store.js';
 import { Authenticator, authFiles, findCredentials, repositoryScope, type Credentials } from './auth.js';
+import { extraCaCertificates } from './extra-ca.js';
 import { Agent, request } from './http.js';
 import { networkReason, refusalError, registryError, type RegistryErrorBody } from './registry-errors.js';
 import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeGroups, rangeHeader } from './byte-ranges.js';
@@ -130,7 +131,7 @@ export class RegistryClient {
       keepAliveTimeout: 30_000,
       headersTimeout: timeout,
       bodyTimeout: timeout,
-      connect: { timeout, rejectUnauthorized: options.tlsVerify !== false },
+      connect: { timeout, rejectUnauthorized: options.tlsVerify !== false, ...withCa(extraCaCertificates()) },
     });
     const searched = options.credentials !== undefined ? ['the credentials given'] : authFiles();
     const credentials = options.credentials ?? findCredentials(host);
@@ -490,4 +491,8 @@ export class RegistryClient {
     const body = await this.readBody(response, subject).catch(() => Buffer.alloc(0));
     return this.refuse(response.statusCode, registryError(body), subject);
   }
+}
+
+function withCa(ca: string[] | undefined): { ca?: string[] } {
+  return ca === undefined ? {} : { ca };
 }

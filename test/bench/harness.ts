@@ -109,9 +109,9 @@ export function q(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Runs the tessera CLI (dist/src/cli/main.js) with this Node. */
+/** Runs the tessera CLI (dist/src/cli/main.js) as a user does: through its #! line (which defers NODE_EXTRA_CA_CERTS). */
 export function tessera(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  return run(process.execPath, [CLI, ...args], options);
+  return run(CLI, args, options);
 }
 
 /** Writes back dirty pages, then drops the page cache, dentries and inodes. */

@@ -25,11 +25,10 @@ export interface CliOptions {
   timeoutMs?: number;
 }
 
+/** Runs the CLI as users do: the file itself, through its #! line. */
 export function tessera(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
-  const command = options.user ? 'setpriv' : process.execPath;
-  const argv = options.user
-    ? [`--reuid=${options.user.uid}`, `--regid=${options.user.gid}`, '--clear-groups', process.execPath, CLI, ...args]
-    : [CLI, ...args];
+  const command = options.user ? 'setpriv' : CLI;
+  const argv = options.user ? [`--reuid=${options.user.uid}`, `--regid=${options.user.gid}`, '--clear-groups', CLI, ...args] : args;
   return new Promise((resolve) => {
     execFile(
       command,

@@ -101,7 +101,7 @@ describe('mount(8), fstab and umount(8) through the installed helper', () => {
 
   test('a mountpoint left by a killed daemon is cleared by the next mount there', async () => {
     assert.equal(sh('mount', ['-t', 'fuse.tessera', '-o', `cache_dir=${cacheDir}`, ref, mnt]).status, 0);
-    const daemon = sh('pgrep', ['-f', `mount --foreground .*${mnt}$`]).stdout.trim().split('\n')[0]!;
+    const daemon = sh('pgrep', ['-f', `mount-daemon.js .* ${mnt}$`]).stdout.trim().split('\n')[0]!;
     process.kill(Number(daemon), 'SIGKILL');
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.throws(() => fs.readdirSync(mnt), { code: 'ENOTCONN' });
