@@ -11,7 +11,12 @@
  * the cache (or the fetch failed). Another process that wants the chunk
  * waits until the marker goes, then reads the cache. A marker whose owner
  * died (kill -9) or that is older than a minute is stale and taken over;
- * waiting is bounded, after which the waiter fetches for itself. Within
+ * waiting is bounded, after which the waiter fetches for itself. Waiters
+ * are woken by the marker's removal (one inotify watch of the directory
+ * per process, fs.watch), and look again every RECHECK_MS for owners that
+ * died: a daemon beside `run --prefetch` waits on a start's 144 chunks at
+ * once, and each of them polling every 5 ms (stat, read, kill(0): 140 000
+ * system calls a second) took the CPU the start needed. Within
  * one process the pack store already joins concurrent fetches, so a
  * process never waits on its own claim.
  */
@@ -30,16 +35,24 @@ export type ClaimResult =
 
 /** A marker older than this is stale whoever holds it: no fetch of one chunk takes a minute. */
 const STALE_MS = 60_000;
+/** How often a waiter looks at its marker itself: for an owner that died, or a removal the watch missed. */
+const RECHECK_MS = 100;
+/** Without a watch (fs.watch failed), waiters poll. */
 const POLL_MS = 5;
+const MARKER_SUFFIX = '.fetching';
 
 export class FetchClaims {
   private readonly held = new Set<string>();
+  /** Waiters by chunk (hex), woken when its marker goes. */
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private watcher: fs.FSWatcher | undefined;
+  private watchFailed = false;
 
   /** `dir`: the cache's tmp directory (same file system as the chunks). */
   constructor(private readonly dir: string) {}
 
   private marker(hex: string): string {
-    return path.join(this.dir, `${hex}.fetching`);
+    return path.join(this.dir, `${hex}${MARKER_SUFFIX}`);
   }
 
   /** The pid in a marker, or undefined while it is being written (or is gone). */
@@ -89,9 +102,54 @@ export class FetchClaims {
     const marker = this.marker(hex);
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
+      // Listening before looking, so a removal in between is not missed.
+      const woken = this.wakeOnRemoval(hex, Math.min(deadline - Date.now(), this.watchFailed ? POLL_MS : RECHECK_MS));
       const owner = this.owner(marker);
-      if (owner === undefined || owner.ageMs > STALE_MS || (owner.pid !== undefined && !processAlive(owner.pid))) return;
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      if (owner === undefined || owner.ageMs > STALE_MS || (owner.pid !== undefined && !processAlive(owner.pid))) {
+        woken.cancel();
+        return;
+      }
+      await woken.promise;
     }
+  }
+
+  /** Resolves when `hex`'s marker is removed, or after `ms`. */
+  private wakeOnRemoval(hex: string, ms: number): { promise: Promise<void>; cancel(): void } {
+    this.watch();
+    let wake = (): void => undefined;
+    const promise = new Promise<void>((resolve) => (wake = resolve));
+    const waiters = this.waiters.get(hex) ?? new Set<() => void>();
+    this.waiters.set(hex, waiters);
+    const timer = setTimeout(() => done(), ms);
+    const done = (): void => {
+      clearTimeout(timer);
+      waiters.delete(done);
+      if (waiters.size === 0) this.waiters.delete(hex);
+      if (this.waiters.size === 0) this.unwatch();
+      wake();
+    };
+    waiters.add(done);
+    return { promise, cancel: done };
+  }
+
+  private watch(): void {
+    if (this.watcher !== undefined || this.watchFailed) return;
+    try {
+      this.watcher = fs.watch(this.dir, { persistent: false }, (_event, name) => {
+        if (typeof name !== 'string' || !name.endsWith(MARKER_SUFFIX)) return;
+        for (const wake of [...(this.waiters.get(name.slice(0, -MARKER_SUFFIX.length)) ?? [])]) wake();
+      });
+      this.watcher.on('error', () => {
+        this.unwatch();
+        this.watchFailed = true;
+      });
+    } catch {
+      this.watchFailed = true;
+    }
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
   }
 }
