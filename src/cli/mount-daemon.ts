@@ -126,7 +126,7 @@ export function readAheadWithin(bytes: number): ReadAheadLimits {
   return { ...DEFAULT_READ_AHEAD, max: chunks, wholeFileBytes: Math.min(DEFAULT_READ_AHEAD.wholeFileBytes, Math.max(1024 * 1024, bytes)) };
 }
 
-/** What `--record` writes at unmount, for tessera optimize. */
+/** What the daemon writes at unmount when asked to record (DaemonOptions.record), for tessera optimize. */
 export interface Recording extends ChunkOrder {
   /** The manifest the mount served: what the profile is for. */
   manifest: string;

@@ -5,7 +5,7 @@
  * --foreground the daemon is this process.
  */
 import * as path from 'node:path';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
 import { badInput } from '../errors.js';
 import { checkMountpoint } from '../fuse/mount-table.js';
@@ -18,7 +18,6 @@ interface MountFlags extends RegistryFlags, CacheFlags {
   memoryMax?: number;
   pageCache: PageCacheMode;
   prefetch?: boolean;
-  record?: string;
   option: string[];
   foreground?: boolean;
   log?: string;
@@ -53,8 +52,7 @@ export function registerMount(program: Command): void {
     .option('-o, --option <opts>', 'FUSE/mount options, comma-separated (allow_other, suid, dev, ...); repeatable', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('-f, --foreground', 'serve from this process instead of a background daemon')
     .option('--prefetch', "fetch the image into the cache in the background, behind the reads: what its profiles (tessera optimize) say a start reads first, then the rest")
-    .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)')
-    .addOption(new Option('--record <file>', 'internal (tessera optimize): write the chunks read, in order, to this file at unmount').hideHelp());
+    .option('--log <file>', 'where the background daemon logs (default: <cache-dir>/logs/<mountpoint>.log)');
   addCacheOptions(command);
   addMemoryOption(command);
   addPageCacheOption(command);
@@ -75,7 +73,6 @@ async function runMount(refText: string, mountpoint: string, flags: MountFlags):
     fuseOptions: parseMountOptions(flags.option),
     registry: flags,
     ...(flags.prefetch ? { prefetch: true } : {}),
-    ...(flags.record !== undefined ? { record: path.resolve(flags.record) } : {}),
     ...(flags.log !== undefined ? { log: path.resolve(flags.log) } : {}),
   };
   if (flags.foreground) {

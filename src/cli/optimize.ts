@@ -44,7 +44,7 @@ export function registerOptimize(program: Command): void {
   addRegistryOptions(command).action(action('optimize', runOptimize));
 }
 
-/** The file `tessera mount --record` wrote, checked. */
+/** The file the mount daemon wrote at unmount (DaemonOptions.record), checked. */
 function readRecording(file: string): ChunkOrder & { manifest: string } {
   const value = parseJson(fs.readFileSync(file), file);
   const indices = (list: unknown): list is number[] => Array.isArray(list) && list.every((index) => Number.isSafeInteger(index) && index >= 0);
