@@ -12,11 +12,12 @@
  * waits until the marker goes, then reads the cache. A marker whose owner
  * died (kill -9) or that is older than a minute is stale and taken over;
  * waiting is bounded, after which the waiter fetches for itself. Waiters
- * are woken by the marker's removal (one inotify watch of the directory
- * per process, fs.watch), and look again every RECHECK_MS for owners that
- * died: a daemon beside `run --prefetch` waits on a start's 144 chunks at
- * once, and each of them polling every 5 ms (stat, read, kill(0): 140 000
- * system calls a second) took the CPU the start needed. Within
+ * look again when anything happens to their marker (one inotify watch of
+ * the directory per FetchClaims, fs.watch, while anyone waits), and every
+ * RECHECK_MS for owners that died: a daemon beside `run --prefetch` waits
+ * on a start's 144 chunks at once, and each of them polling every 5 ms
+ * (stat, read, kill(0): 140 000 system calls a second) took the CPU the
+ * start needed. Within
  * one process the pack store already joins concurrent fetches, so a
  * process never waits on its own claim.
  */
@@ -41,15 +42,28 @@ const RECHECK_MS = 100;
 const POLL_MS = 5;
 const MARKER_SUFFIX = '.fetching';
 
+export interface FetchClaimsOptions {
+  /** How often a waiter looks at its marker without being woken (tests make it long, to see the watch work). */
+  recheckMs?: number;
+}
+
 export class FetchClaims {
   private readonly held = new Set<string>();
+  private readonly recheckMs: number;
+  /** waitForRelease calls under way: the watch lives while there are any. */
+  private waiting = 0;
   /** Waiters by chunk (hex), woken when its marker goes. */
   private readonly waiters = new Map<string, Set<() => void>>();
   private watcher: fs.FSWatcher | undefined;
   private watchFailed = false;
 
   /** `dir`: the cache's tmp directory (same file system as the chunks). */
-  constructor(private readonly dir: string) {}
+  constructor(
+    private readonly dir: string,
+    options: FetchClaimsOptions = {},
+  ) {
+    this.recheckMs = options.recheckMs ?? RECHECK_MS;
+  }
 
   private marker(hex: string): string {
     return path.join(this.dir, `${hex}${MARKER_SUFFIX}`);
@@ -101,21 +115,27 @@ export class FetchClaims {
   async waitForRelease(hex: string, timeoutMs: number): Promise<void> {
     const marker = this.marker(hex);
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      // Listening before looking, so a removal in between is not missed.
-      const woken = this.wakeOnRemoval(hex, Math.min(deadline - Date.now(), this.watchFailed ? POLL_MS : RECHECK_MS));
-      const owner = this.owner(marker);
-      if (owner === undefined || owner.ageMs > STALE_MS || (owner.pid !== undefined && !processAlive(owner.pid))) {
-        woken.cancel();
-        return;
+    this.waiting += 1;
+    this.watch();
+    try {
+      while (Date.now() < deadline) {
+        // Listening before looking, so a removal in between is not missed.
+        const woken = this.wakeOnChange(hex, Math.min(deadline - Date.now(), this.watcher === undefined ? POLL_MS : this.recheckMs));
+        const owner = this.owner(marker);
+        if (owner === undefined || owner.ageMs > STALE_MS || (owner.pid !== undefined && !processAlive(owner.pid))) {
+          woken.cancel();
+          return;
+        }
+        await woken.promise;
       }
-      await woken.promise;
+    } finally {
+      this.waiting -= 1;
+      if (this.waiting === 0) this.unwatch();
     }
   }
 
-  /** Resolves when `hex`'s marker is removed, or after `ms`. */
-  private wakeOnRemoval(hex: string, ms: number): { promise: Promise<void>; cancel(): void } {
-    this.watch();
+  /** Resolves when something happens to `hex`'s marker, or after `ms`. */
+  private wakeOnChange(hex: string, ms: number): { promise: Promise<void>; cancel(): void } {
     let wake = (): void => undefined;
     const promise = new Promise<void>((resolve) => (wake = resolve));
     const waiters = this.waiters.get(hex) ?? new Set<() => void>();
@@ -125,7 +145,6 @@ export class FetchClaims {
       clearTimeout(timer);
       waiters.delete(done);
       if (waiters.size === 0) this.waiters.delete(hex);
-      if (this.waiters.size === 0) this.unwatch();
       wake();
     };
     waiters.add(done);

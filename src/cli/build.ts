@@ -5,7 +5,8 @@ import { knownChunksIn } from '../build/known-chunks.js';
 import { badInput, describeSystemError, ioError, isSystemError, notFound } from '../errors.js';
 import { parseRef } from '../store/ref.js';
 import { action, parseInteger } from './command.js';
-import { accessOf, openTarget } from './open-image.js';
+import { openTarget } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 

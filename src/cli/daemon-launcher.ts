@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { withExtraCaCertsDeferred } from '../registry/extra-ca.js';
 import { badInput, TesseraError, type ErrorKind } from '../errors.js';
 import type { ContainerConfig } from '../format/manifest.js';
-import type { PageCacheMode, RegistryFlags } from './options.js';
+import type { PageCacheMode } from './options.js';
+import { registryFlagsOf, type RegistryFlags } from './registry-flags.js';
 
 /** mount-daemon.js runs as a program of its own: no command line to parse, so neither commander nor the other commands are loaded. */
 const DAEMON_MODULE = fileURLToPath(new URL('./mount-daemon.js', import.meta.url));
@@ -77,7 +78,9 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
     options.refText,
     options.mountpoint,
   ];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env: { ...withExtraCaCertsDeferred(process.env), [DAEMON_OPTIONS_VARIABLE]: JSON.stringify({ ...options, log: logFile }) } });
+  const handedOver: DaemonOptions = { ...options, registry: registryFlagsOf(options.registry), log: logFile };
+  const env = { ...withExtraCaCertsDeferred(process.env), [DAEMON_OPTIONS_VARIABLE]: JSON.stringify(handedOver) };
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env });
   fs.closeSync(logFd);
   const message = await new Promise<ReadyMessage>((resolve) => {
     let text = '';

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { diffImages } from '../image/diff.js';
 import { action } from './command.js';
-import { accessOf, openImage } from './open-image.js';
+import { openImage } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { formatBytes, printJson } from './output.js';
 

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { extractImage } from '../image/extract.js';
 import { action } from './command.js';
-import { accessOf, openImage } from './open-image.js';
+import { openImage } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 

@@ -15,7 +15,8 @@ import { resolveSourceImage } from '../import/oci-image.js';
 import type { BlobSource } from '../store/blob-store.js';
 import { parseRef } from '../store/ref.js';
 import { action, parseInteger } from './command.js';
-import { accessOf, openSource, openTarget, type Target } from './open-image.js';
+import { openSource, openTarget, type Target } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 

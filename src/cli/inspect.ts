@@ -3,7 +3,8 @@ import type { ContainerConfig } from '../format/manifest.js';
 import { inspectImage } from '../image/inspect.js';
 import { describeCommand, listProfiles } from '../image/profiles.js';
 import { action } from './command.js';
-import { accessOf, openImage } from './open-image.js';
+import { openImage } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { formatBytes, printJson } from './output.js';
 

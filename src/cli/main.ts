@@ -4,12 +4,13 @@
  * Each subcommand lives in its own module; this file only assembles them.
  *
  * Only the module of the subcommand asked for is loaded (all of them for
- * help, a version or a mistake): a container start runs tessera twice
- * (run, then the mount daemon), and loading every command's dependencies
- * cost each of them about a tenth of a second.
+ * help, a version or a mistake): a container start waits for this
+ * process to start the mount daemon, and loading every command's
+ * dependencies cost about a tenth of a second.
  *
  * The first line moves NODE_EXTRA_CA_CERTS aside for the same reason
- * (registry/extra-ca.ts): Node would load it before this file runs.
+ * (registry/extra-ca.ts): Node would load it before this file runs. It
+ * needs GNU env (-S), as on Debian; elsewhere run `node main.js`.
  */
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES } from '../errors.js';

@@ -12,7 +12,7 @@ import type { StatsRecorder } from '../cache/cache-stats.js';
 import type { OciDigest } from '../chunk/digest.js';
 import type { DiskCache } from '../cache/disk-cache.js';
 import { warmUpCompression } from '../chunk/compress.js';
-import { EXIT_CODES, TesseraError } from '../errors.js';
+import { badInput, EXIT_CODES, TesseraError } from '../errors.js';
 import { DAEMON_OPTIONS_VARIABLE, memoryCacheFor, READY_FD, type DaemonOptions, type ReadyMessage } from './daemon-launcher.js';
 import type { ChunkOrder, Profile } from '../format/profile.js';
 import { serveImage } from '../fuse/daemon.js';
@@ -25,7 +25,9 @@ import { DEFAULT_READ_AHEAD, ReadAhead, type ReadAheadLimits } from '../image/re
 import { stderrLogger, type Logger } from '../log.js';
 import type { BlobSource } from '../store/blob-store.js';
 import { formatRef, parseRef } from '../store/ref.js';
-import { accessOf, openImageWithCache, statsRecorderFor } from './open-image.js';
+import { reportError } from './output.js';
+import { openImageWithCache, statsRecorderFor } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 
 /** The daemon: serves the mount until it is unmounted. With readyFd, reports readiness (or failure) there instead of throwing. */
 export async function serveMount(options: DaemonOptions, readyFd: number | undefined): Promise<void> {
@@ -89,7 +91,14 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
         tell({ ready: true, manifest: served.manifestDigest, ...(served.config.container ? { container: served.config.container } : {}) });
         if (!background) process.stdout.write(`mounted ${refText} at ${mountpoint}; serving until unmounted\n`);
         // While the caller gets going (a container runtime takes long enough), not in the first read that needs it.
-        setTimeout(warmUpCompression, 0);
+        setTimeout(() => {
+          try {
+            warmUpCompression();
+          } catch (error) {
+            // A read that needs it fails with EIO and says why; the mount stays up.
+            log.warn(`cannot load zstd: ${error instanceof Error ? error.message : String(error)}`);
+          }
+        }, 0);
       },
     });
   } catch (error) {
@@ -205,14 +214,23 @@ class BackgroundPrefetch {
 
 /** Started by daemon-launcher.ts: the options in the environment, readiness on fd 3. */
 async function main(): Promise<void> {
-  const text = process.env[DAEMON_OPTIONS_VARIABLE];
-  if (text === undefined) {
-    process.stderr.write('tessera: mount-daemon.js is started by tessera mount and tessera run; use those\n');
-    process.exitCode = EXIT_CODES['bad-input'];
-    return;
+  try {
+    await serveMount(daemonOptionsFromEnvironment(), READY_FD);
+  } catch (error) {
+    // After the mount was ready (or without a launcher): one line in the log, an exit code by kind.
+    process.exitCode = reportError('mount', error);
   }
+}
+
+function daemonOptionsFromEnvironment(): DaemonOptions {
+  const text = process.env[DAEMON_OPTIONS_VARIABLE];
   delete process.env[DAEMON_OPTIONS_VARIABLE];
-  await serveMount(JSON.parse(text) as DaemonOptions, READY_FD);
+  if (text === undefined) throw badInput('mount-daemon.js is started by tessera mount and tessera run; use those');
+  try {
+    return JSON.parse(text) as DaemonOptions;
+  } catch {
+    throw badInput(`${DAEMON_OPTIONS_VARIABLE} is not JSON`);
+  }
 }
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

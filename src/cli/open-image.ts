@@ -13,20 +13,6 @@ import type { RegistryAccess } from '../registry/registry-store.js';
 import type { BlobSink, BlobSource, ImageCatalog } from '../store/blob-store.js';
 import { LayoutCatalog, LayoutSink, LayoutSource, OciLayout } from '../store/oci-layout.js';
 import { parseRef, type ImageRef } from '../store/ref.js';
-import type { RegistryFlags } from './options.js';
-
-/** The registry flags of a command line, as the registry client takes them. */
-export function accessOf(flags: RegistryFlags): RegistryAccess {
-  const access: RegistryAccess = {};
-  if (flags.plainHttp) access.plainHttp = true;
-  if (flags.tlsVerify === false) access.tlsVerify = false;
-  if (flags.fetchTimeout !== undefined) {
-    access.timeoutMs = flags.fetchTimeout * 1000;
-    access.deadlineMs = flags.fetchTimeout * 1000;
-  }
-  if (flags.mirror !== undefined && flags.mirror.length > 0) access.mirrors = flags.mirror;
-  return access;
-}
 
 /**
  * The registry code (undici, auth, failover) is loaded only for registry

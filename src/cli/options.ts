@@ -9,15 +9,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { parseInteger } from './command.js';
 import { parseMirror, parseSize, settings } from './settings.js';
 
-/** The flags every command that may talk to a registry takes. */
-export interface RegistryFlags {
-  plainHttp?: boolean;
-  tlsVerify?: boolean;
-  /** Seconds a request may go unanswered, retries included (mount, run). */
-  fetchTimeout?: number;
-  /** --mirror, repeatable: registries to read from first. */
-  mirror?: string[];
-}
+export type { RegistryFlags } from './registry-flags.js';
 
 export function addRegistryOptions(command: Command): Command {
   return command

@@ -19,7 +19,8 @@ import type { Profile } from '../format/profile.js';
 import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, recordsOfProfiles } from '../image/profiles.js';
 import { action } from './command.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
-import { accessOf, openImageWithCache, statsRecorderFor } from './open-image.js';
+import { openImageWithCache, statsRecorderFor } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addCacheOptions, addRegistryOptions, type CacheFlags, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 

@@ -8,7 +8,8 @@ import type { Command } from 'commander';
 import { defaultCacheDir } from '../cache/cache-dir.js';
 import { fetchChunks } from '../image/fetch-chunks.js';
 import { action } from './command.js';
-import { accessOf, openImageWithCache, statsRecorderFor } from './open-image.js';
+import { openImageWithCache, statsRecorderFor } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addCacheOptions, addRegistryOptions, type CacheFlags, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 

@@ -11,7 +11,8 @@ import { copyImage } from '../store/copy-image.js';
 import { copyProfiles } from '../image/profiles.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
-import { accessOf, openSource, openTarget } from './open-image.js';
+import { openSource, openTarget } from './open-image.js';
+import { accessOf } from './registry-flags.js';
 import { addRegistryOptions, type RegistryFlags } from './options.js';
 import { byteProgress, formatBytes, printJson } from './output.js';
 

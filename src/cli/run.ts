@@ -22,6 +22,7 @@ import { parseRef } from '../store/ref.js';
 import { parseMountOptions } from './mount.js';
 import { checkMemoryMax, startMountDaemon } from './daemon-launcher.js';
 import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addPageCacheOption, addRegistryOptions, type CacheFlags, type PageCacheMode, type RegistryFlags } from './options.js';
+import { accessOf } from './registry-flags.js';
 import { unmountTessera } from './umount.js';
 
 export interface RunFlags extends RegistryFlags, CacheFlags {
@@ -107,7 +108,7 @@ export async function runInContainer(refText: string, commandLine: string[], fla
   let live: MountRecord | undefined;
   let container: ContainerConfig | undefined;
   if (mounted.length > 0) {
-    const { accessOf, openSource } = await import('./open-image.js');
+    const { openSource } = await import('./open-image.js');
     const source = await openSource(parseRef(refText), accessOf(flags));
     try {
       const { descriptor, bytes } = await source.resolveManifest();
@@ -196,7 +197,8 @@ function startEarlyPrefetch(refText: string, cacheDir: string, flags: RunFlags):
   let stopped = false;
   const warn = (message: string): void => void process.stderr.write(`tessera run: prefetch: ${message}\n`);
   // The image code loads here, beside the daemon's start, not before it.
-  const done = Promise.all([import('./prefetch.js'), import('./open-image.js')]).then(([{ prefetchImage }, { accessOf }]) => prefetchImage(refText, { cacheDir, ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}), access: accessOf(flags), ordered: true, shouldStop: () => stopped, warn })).then(
+  const options = { cacheDir, ...(flags.cacheMax !== undefined ? { cacheMax: flags.cacheMax } : {}), access: accessOf(flags), ordered: true, shouldStop: () => stopped, warn };
+  const done = import('./prefetch.js').then(({ prefetchImage }) => prefetchImage(refText, options)).then(
     () => undefined,
     // The mount fetches what the start reads anyway; say why this did not help.
     (error: unknown) => warn(`${error instanceof Error ? error.message : String(error)}; the mount fetches what the start reads`),

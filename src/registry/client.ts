@@ -15,12 +15,13 @@
  */
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { SecureContext } from 'node:tls';
 import { isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import { badInput, corrupt, TesseraError, unreachable } from '../errors.js';
 import { DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../format/media-types.js';
 import type { ByteRange } from '../store/blob-store.js';
 import { Authenticator, authFiles, findCredentials, repositoryScope, type Credentials } from './auth.js';
-import { extraCaCertificates } from './extra-ca.js';
+import { extraCaContext } from './extra-ca.js';
 import { Agent, request } from './http.js';
 import { networkReason, refusalError, registryError, type RegistryErrorBody } from './registry-errors.js';
 import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeGroups, rangeHeader } from './byte-ranges.js';
@@ -131,7 +132,7 @@ export class RegistryClient {
       keepAliveTimeout: 30_000,
       headersTimeout: timeout,
       bodyTimeout: timeout,
-      connect: { timeout, rejectUnauthorized: options.tlsVerify !== false, ...withCa(extraCaCertificates()) },
+      connect: { timeout, rejectUnauthorized: options.tlsVerify !== false, ...withContext(extraCaContext()) },
     });
     const searched = options.credentials !== undefined ? ['the credentials given'] : authFiles();
     const credentials = options.credentials ?? findCredentials(host);
@@ -493,6 +494,6 @@ export class RegistryClient {
   }
 }
 
-function withCa(ca: string[] | undefined): { ca?: string[] } {
-  return ca === undefined ? {} : { ca };
+function withContext(secureContext: SecureContext | undefined): { secureContext?: SecureContext } {
+  return secureContext === undefined ? {} : { secureContext };
 }

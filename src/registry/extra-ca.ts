@@ -3,17 +3,20 @@
  * that file at every process start, before any code runs: 80 ms here,
  * where it names the system's 140 certificates, and a container start
  * starts Node twice (tessera run, then its mount daemon). So tessera's
- * processes are started with it moved to TESSERA_EXTRA_CA_CERTS (the
- * shebang of cli/main.ts, the daemon launcher, the mount helper), and the
- * registry client adds the certificates to Node's own roots when it first
- * connects, as Node would have. A layout mount never reads them.
+ * processes are started with it moved to TESSERA_EXTRA_CA_CERTS (the #!
+ * line of cli/main.ts, the daemon launcher, the mount helper), and the
+ * registry client, when one is made, trusts one TLS context: Node's
+ * default roots (bundled, or the system's under --use-openssl-ca) plus
+ * the file's certificates, as Node itself would have. A layout mount
+ * never reads them.
  */
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
+import type { SecureContext } from 'node:tls';
 
 export const EXTRA_CA_CERTS_VARIABLE = 'TESSERA_EXTRA_CA_CERTS';
 
-/** The environment for a tessera process started from this one: NODE_EXTRA_CA_CERTS moved aside. */
+/** The environment for a tessera process started from this one: NODE_EXTRA_CA_CERTS moved aside (an earlier move is kept). */
 export function withExtraCaCertsDeferred(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const moved: NodeJS.ProcessEnv = { ...env };
   const file = moved.NODE_EXTRA_CA_CERTS;
@@ -22,22 +25,37 @@ export function withExtraCaCertsDeferred(env: NodeJS.ProcessEnv): NodeJS.Process
   return moved;
 }
 
-// node:tls only when a registry client is made (a layout mount never is).
+// node:tls only when a registry client is made (a layout mount never makes one).
 const require = createRequire(import.meta.url);
-let certificates: string[] | undefined | null = null;
 
-/** The CA certificates TLS connections trust: undefined means Node's defaults (the variable is not set, or its file could not be read). */
-export function extraCaCertificates(): string[] | undefined {
-  if (certificates !== null) return certificates;
-  certificates = undefined;
+/** What Node's SecureContext holds underneath: the call Node's own `ca` option and NODE_EXTRA_CA_CERTS use. */
+interface NativeContext {
+  addCACert(pem: string): void;
+}
+
+let context: SecureContext | undefined | null = null;
+
+/**
+ * The TLS context registry connections use, made once per process: undefined
+ * means Node's defaults (the variable is not set, or its file could not be
+ * read). One context for every connection: certificates passed as `ca`
+ * would be parsed again for each socket.
+ */
+export function extraCaContext(): SecureContext | undefined {
+  if (context !== null) return context;
+  context = undefined;
   const file = process.env[EXTRA_CA_CERTS_VARIABLE];
-  if (!file) return certificates;
+  if (!file) return context;
   try {
+    const pem = fs.readFileSync(file, 'utf8');
     const tls = require('node:tls') as typeof import('node:tls');
-    certificates = [...tls.rootCertificates, fs.readFileSync(file, 'utf8')];
+    // Without `ca`, a context starts from Node's default store, whichever it is; the file's certificates are added to it.
+    const made = tls.createSecureContext();
+    (made.context as NativeContext).addCACert(pem);
+    context = made;
   } catch (error) {
     // Node's own behaviour for an unreadable NODE_EXTRA_CA_CERTS: a warning, and the default roots.
     process.emitWarning(`Ignoring extra certs from ${file}, load failed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  return certificates;
+  return context;
 }
