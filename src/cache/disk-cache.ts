@@ -174,14 +174,24 @@ export class DiskCache {
     }
     const content = data.subarray(0, length);
     if (length !== chunk.length || !sha256(content).equals(chunk.digest)) {
-      this.stats.corrupt += 1;
       this.stats.misses += 1;
-      fs.rmSync(file, { force: true });
+      this.dropDamaged(file);
       return undefined;
     }
+    this.hit(chunk);
+    return content;
+  }
+
+  /** A chunk found whole and right: counted, and marked used for eviction. */
+  private hit(chunk: ChunkRecord): void {
     this.stats.hits += 1;
     this.touch(chunk.digest);
-    return content;
+  }
+
+  /** An entry of the wrong size or digest: counted and removed, so the next reader fetches it again. */
+  private dropDamaged(file: string): void {
+    this.stats.corrupt += 1;
+    fs.rmSync(file, { force: true });
   }
 
   /**
@@ -196,14 +206,12 @@ export class DiskCache {
     return new Promise((resolve, reject) => {
       nativeFs.readChunkFile(file, data, chunk.digest, (code) => {
         if (code === 0) {
-          this.stats.hits += 1;
-          this.touch(chunk.digest);
+          this.hit(chunk);
           resolve(data.subarray(0, chunk.length));
         } else if (code === 1) {
           resolve(undefined);
         } else if (code === 2) {
-          this.stats.corrupt += 1;
-          fs.rmSync(file, { force: true });
+          this.dropDamaged(file);
           resolve(undefined);
         } else {
           reject(ioError(`cannot read cached chunk ${file}: ${getSystemErrorName(code)}`));

@@ -24,13 +24,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { badInput, describeSystemError, isSystemError } from '../errors.js';
 import { isRecord } from '../format/manifest.js';
+import type { PageCacheMode } from './options.js';
 
 export interface Settings {
   mirrors: Readonly<Record<string, readonly string[]>>;
   fetchTimeout?: number;
   cacheMax?: number;
   memoryMax?: number;
-  pageCache?: 'shared' | 'per-file';
+  pageCache?: PageCacheMode;
 }
 
 export function settingsFile(): string {

@@ -15,7 +15,6 @@
  */
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { SecureContext } from 'node:tls';
 import { isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import { badInput, corrupt, TesseraError, unreachable } from '../errors.js';
 import { DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../format/media-types.js';
@@ -127,12 +126,13 @@ export class RegistryClient {
     this.timeoutMs = timeout;
     this.deadlineMs = options.deadlineMs;
     this.retries = options.retries ?? 3;
+    const secureContext = extraCaContext();
     this.agent = new Agent({
       connections: options.connections ?? 8,
       keepAliveTimeout: 30_000,
       headersTimeout: timeout,
       bodyTimeout: timeout,
-      connect: { timeout, rejectUnauthorized: options.tlsVerify !== false, ...withContext(extraCaContext()) },
+      connect: { timeout, rejectUnauthorized: options.tlsVerify !== false, ...(secureContext !== undefined ? { secureContext } : {}) },
     });
     const searched = options.credentials !== undefined ? ['the credentials given'] : authFiles();
     const credentials = options.credentials ?? findCredentials(host);
@@ -492,8 +492,4 @@ export class RegistryClient {
     const body = await this.readBody(response, subject).catch(() => Buffer.alloc(0));
     return this.refuse(response.statusCode, registryError(body), subject);
   }
-}
-
-function withContext(secureContext: SecureContext | undefined): { secureContext?: SecureContext } {
-  return secureContext === undefined ? {} : { secureContext };
 }
