@@ -21,7 +21,7 @@ import { nativeFs } from '../native/index.js';
 import { describeSystemError, ioError, isSystemError } from '../errors.js';
 import { sha256 } from '../chunk/digest.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
-import type { ChunkStore, Priority } from '../store/chunk-store.js';
+import type { ChunkStore, Priority, RequestGroup } from '../store/chunk-store.js';
 import { evictToLimit, IN_USE_MS, withEvictionLock } from './cache-evict.js';
 import { FetchClaims } from './fetch-claims.js';
 
@@ -268,7 +268,7 @@ export class DiskCachedStore implements ChunkStore {
     return this.cache.readAsync(chunk);
   }
 
-  async get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {
+  async get(chunk: ChunkRecord, priority: Priority = 'read', group?: RequestGroup): Promise<Buffer> {
     const cached = this.cache.read(chunk);
     if (cached !== undefined) return cached;
     const key = chunk.digest.toString('hex');
@@ -282,7 +282,7 @@ export class DiskCachedStore implements ChunkStore {
       claim = claims.claim(key);
     }
     try {
-      const data = await this.origin.get(chunk, priority);
+      const data = await this.origin.get(chunk, priority, group);
       // A full disk must not fail the read: the data is good, only not kept.
       await this.cache.write(chunk, data).catch(() => undefined);
       return data;

@@ -6,7 +6,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { ChunkRecord } from '../format/tree-layout.js';
-import type { ChunkStore, Priority } from '../store/chunk-store.js';
+import type { ChunkStore, Priority, RequestGroup } from '../store/chunk-store.js';
 
 export const DEFAULT_MEMORY_CACHE_BYTES = 128 * 1024 * 1024;
 
@@ -68,20 +68,20 @@ export class MemoryCachedStore implements ChunkStore {
     return this.cache.has(chunk.digest.toString('hex')) || this.origin.holds?.(chunk) === true;
   }
 
-  get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {
+  get(chunk: ChunkRecord, priority: Priority = 'read', group?: RequestGroup): Promise<Buffer> {
     const key = chunk.digest.toString('hex');
     const cached = this.cache.get(key);
     if (cached !== undefined) return Promise.resolve(cached);
     // On its way from disk: wait for it (and go the usual way if it was not there after all).
     const warming = this.warming.get(key);
-    if (warming !== undefined) return warming.then((data) => data ?? this.get(chunk, priority));
+    if (warming !== undefined) return warming.then((data) => data ?? this.get(chunk, priority, group));
     let pending = this.loading.get(key);
     // A prefetch fills the disk cache: what it fetches is not kept here (it
     // would push out what readers use), nor waited on by readers (who would
     // wait at its priority; the pack store hands them the same fetch).
-    if (priority === 'background') return pending ?? this.origin.get(chunk, priority);
+    if (priority === 'background') return pending ?? this.origin.get(chunk, priority, group);
     if (pending === undefined) {
-      pending = this.origin.get(chunk).then(
+      pending = this.origin.get(chunk, 'read', group).then(
         (data) => {
           this.loading.delete(key);
           this.cache.set(key, data);

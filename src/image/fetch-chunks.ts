@@ -83,7 +83,9 @@ export async function fetchChunks(store: ChunkStore, chunks: readonly ChunkRecor
       const batch = batches[next++]!;
       // Held since the plan was made (a reader or another prefetch got it): skip.
       const wanted = batch.chunks.filter((chunk) => !options.holds(chunk));
-      await Promise.all(wanted.map((chunk) => store.get(chunk, options.priority)));
+      // Each batch its own requests, so the batches in flight arrive one after another, in order.
+      const group = Symbol('batch');
+      await Promise.all(wanted.map((chunk) => store.get(chunk, options.priority, group)));
       done += batch.bytes;
       options.onProgress?.(done, total);
     }

@@ -21,7 +21,7 @@ import { DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_
 import type { ByteRange } from '../store/blob-store.js';
 import { Authenticator, authFiles, findCredentials, repositoryScope, type Credentials } from './auth.js';
 import { extraCaContext } from './extra-ca.js';
-import { Agent, request } from './http.js';
+import { Agent, buildConnector, request, type Connector } from './http.js';
 import { networkReason, refusalError, registryError, type RegistryErrorBody } from './registry-errors.js';
 import { boundaryOf, matchRanges, parseContentRange, parseMultipartByteRanges, rangeGroups, rangeHeader } from './byte-ranges.js';
 
@@ -126,14 +126,21 @@ export class RegistryClient {
     this.timeoutMs = timeout;
     this.deadlineMs = options.deadlineMs;
     this.retries = options.retries ?? 3;
-    const secureContext = extraCaContext();
-    this.agent = new Agent({
-      connections: options.connections ?? 8,
-      keepAliveTimeout: 30_000,
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
-      connect: { timeout, rejectUnauthorized: options.tlsVerify !== false, ...(secureContext !== undefined ? { secureContext } : {}) },
-    });
+    // The TLS context (with the extra CAs: 30-50 ms of a start) is made at
+    // the first TLS connection, so a plain-HTTP registry never makes one;
+    // one that redirects to blob storage over HTTPS still gets it there.
+    const connectOptions = { timeout, rejectUnauthorized: options.tlsVerify !== false };
+    let plain: Connector | undefined;
+    let secure: Connector | undefined;
+    const connect: Connector = (target, callback) => {
+      if (target.protocol !== 'https:') return (plain ??= buildConnector(connectOptions))(target, callback);
+      if (secure === undefined) {
+        const secureContext = extraCaContext();
+        secure = buildConnector({ ...connectOptions, ...(secureContext !== undefined ? { secureContext } : {}) });
+      }
+      return secure(target, callback);
+    };
+    this.agent = new Agent({ connections: options.connections ?? 8, keepAliveTimeout: 30_000, headersTimeout: timeout, bodyTimeout: timeout, connect });
     const searched = options.credentials !== undefined ? ['the credentials given'] : authFiles();
     const credentials = options.credentials ?? findCredentials(host);
     this.auth = new Authenticator(host, credentials, (url, authorization) => this.fetchToken(url, authorization), searched);

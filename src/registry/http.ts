@@ -7,12 +7,16 @@
  * processes. The lock file pins undici; the client's tests go through here.
  */
 import { createRequire } from 'node:module';
-import type { Agent as UndiciAgent, Dispatcher } from 'undici';
+import type { Agent as UndiciAgent, buildConnector as undiciBuildConnector, Dispatcher } from 'undici';
 
 const require = createRequire(import.meta.url);
 
 export const Agent = require('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
 export type Agent = UndiciAgent;
+
+/** Makes the function that opens an Agent's connections (TCP, or TLS with these options). */
+export const buildConnector = require('undici/lib/core/connect.js') as typeof undiciBuildConnector;
+export type Connector = undiciBuildConnector.connector;
 
 const api = require('undici/lib/api/index.js') as {
   request: (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;

@@ -14,9 +14,18 @@ import type { ChunkRecord } from '../format/tree-layout.js';
  */
 export type Priority = 'read' | 'background';
 
+/**
+ * Chunks asked for with the same group go out in requests of their own,
+ * not planned together with the other chunks asked for in that turn of the
+ * event loop. A prefetch in order keeps several groups in flight: merged,
+ * they became one request per pack whose parts arrive in pack order, not
+ * the order asked, and whose waiters all wait for the last byte.
+ */
+export type RequestGroup = symbol;
+
 export interface ChunkStore {
   /** The chunk's uncompressed bytes, checked against its digest. */
-  get(chunk: ChunkRecord, priority?: Priority): Promise<Buffer>;
+  get(chunk: ChunkRecord, priority?: Priority, group?: RequestGroup): Promise<Buffer>;
   /**
    * Makes sure the chunk will be at hand (fetching it into a cache if it is
    * not), without reading it when it already is. For read-ahead: a hint,

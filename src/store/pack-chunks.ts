@@ -20,7 +20,7 @@ import { corrupt } from '../errors.js';
 import type { PackRef } from '../format/superblock.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import type { BlobSource } from './blob-store.js';
-import type { ChunkStore, Priority } from './chunk-store.js';
+import type { ChunkStore, Priority, RequestGroup } from './chunk-store.js';
 import { DEFAULT_RANGE_LIMITS, planRanges, type PlannedRange, type RangePlanLimits } from './range-plan.js';
 
 /** What the packs were asked for, for cache statistics and tests. */
@@ -44,6 +44,8 @@ interface Pending {
   chunk: ChunkRecord;
   waiters: Waiter[];
   priority: Priority;
+  /** Planned apart from chunks of other groups (see RequestGroup). */
+  group: RequestGroup | undefined;
   sent: boolean;
 }
 
@@ -66,7 +68,7 @@ export class PackChunkStore implements ChunkStore {
     private readonly limits: RangePlanLimits = DEFAULT_RANGE_LIMITS,
   ) {}
 
-  get(chunk: ChunkRecord, priority: Priority = 'read'): Promise<Buffer> {
+  get(chunk: ChunkRecord, priority: Priority = 'read', group?: RequestGroup): Promise<Buffer> {
     if (this.packs[chunk.pack] === undefined) {
       return Promise.reject(corrupt(`${this.source.name}: chunk names pack ${chunk.pack}, which the image does not have`));
     }
@@ -83,12 +85,13 @@ export class PackChunkStore implements ChunkStore {
         // A reader takes over a chunk still queued behind the reads: it goes out now.
         if (priority === 'read' && known.priority === 'background' && !known.sent) {
           known.priority = 'read';
+          known.group = group;
           this.reads.push(known);
           this.schedule();
         }
         return;
       }
-      const entry: Pending = { chunk, waiters: [{ resolve, reject }], priority, sent: false };
+      const entry: Pending = { chunk, waiters: [{ resolve, reject }], priority, group, sent: false };
       this.pending.set(key, entry);
       (priority === 'read' ? this.reads : this.background).push(entry);
       this.schedule();
@@ -116,14 +119,22 @@ export class PackChunkStore implements ChunkStore {
 
   private send(entries: Pending[], priority: Priority): void {
     if (entries.length === 0) return;
-    for (const entry of entries) entry.sent = true;
-    const byPack = new Map<number, PlannedRange[]>();
-    for (const range of planRanges(entries.map((entry) => entry.chunk), this.limits)) {
-      const list = byPack.get(range.pack);
-      if (list === undefined) byPack.set(range.pack, [range]);
-      else list.push(range);
+    const byGroup = new Map<RequestGroup | undefined, ChunkRecord[]>();
+    for (const entry of entries) {
+      entry.sent = true;
+      const members = byGroup.get(entry.group);
+      if (members === undefined) byGroup.set(entry.group, [entry.chunk]);
+      else members.push(entry.chunk);
     }
-    for (const [pack, ranges] of byPack) void this.fetchPack(pack, ranges, priority);
+    for (const chunks of byGroup.values()) {
+      const byPack = new Map<number, PlannedRange[]>();
+      for (const range of planRanges(chunks, this.limits)) {
+        const list = byPack.get(range.pack);
+        if (list === undefined) byPack.set(range.pack, [range]);
+        else list.push(range);
+      }
+      for (const [pack, ranges] of byPack) void this.fetchPack(pack, ranges, priority);
+    }
   }
 
   private settle(chunk: ChunkRecord, outcome: { data: Buffer } | { error: unknown }): void {

@@ -101,4 +101,27 @@ describe('pack store scheduling', () => {
     calls[2]!.release();
     await other;
   });
+
+  test('chunks of different request groups go out in requests of their own, in the order asked', async () => {
+    const { store, chunks, calls } = setup(4);
+    const first = Symbol('first');
+    const second = Symbol('second');
+    // Asked in one turn, the second group's chunks lying before the first's in the pack.
+    const gets = [store.get(chunks[2]!, 'read', first), store.get(chunks[3]!, 'read', first), store.get(chunks[0]!, 'read', second), store.get(chunks[1]!, 'read', second)];
+    await turn();
+    assert.equal(calls.length, 2, 'two groups were planned into one request');
+    assert.deepEqual(offsets(calls[0]!), [chunks[2]!.packOffset, chunks[3]!.packOffset]);
+    assert.deepEqual(offsets(calls[1]!), [chunks[0]!.packOffset, chunks[1]!.packOffset]);
+    // Without a group, chunks asked in one turn still share a request.
+    const loose = [store.get(chunks[0]!), store.get(chunks[1]!)];
+    for (const call of calls) call.release();
+    await Promise.all(gets);
+    await Promise.all(loose);
+    const more = setup(2);
+    const together = [more.store.get(more.chunks[0]!), more.store.get(more.chunks[1]!)];
+    await turn();
+    assert.equal(more.calls.length, 1);
+    more.calls[0]!.release();
+    await Promise.all(together);
+  });
 });
