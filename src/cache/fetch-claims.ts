@@ -22,6 +22,7 @@
  * process never waits on its own claim.
  */
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { isSystemError } from '../errors.js';
 import { processAlive } from '../process-alive.js';
@@ -105,6 +106,30 @@ export class FetchClaims {
       fs.rmSync(marker, { force: true });
     }
     return 'theirs';
+  }
+
+  /**
+   * claim, with the marker made on libuv's threads: a start pack claims a
+   * hundred chunks or more at once, 10-30 ms of file creation that its
+   * first requests would otherwise wait behind.
+   */
+  async claimAsync(hex: string): Promise<ClaimResult> {
+    if (this.held.has(hex)) return 'ours';
+    try {
+      const file = await fsp.open(this.marker(hex), 'wx', 0o600);
+      try {
+        await file.write(String(process.pid));
+      } finally {
+        await file.close();
+      }
+    } catch (error) {
+      // Taken (or no tmp directory): the careful way decides.
+      return isSystemError(error, 'EEXIST') ? this.claim(hex) : 'ours';
+    }
+    // Claimed meanwhile by this process's other path: the marker is one.
+    if (this.held.has(hex)) return 'ours';
+    this.held.add(hex);
+    return 'mine';
   }
 
   release(hex: string): void {

@@ -83,6 +83,8 @@ export interface OpenOptions {
   access?: RegistryAccess;
   onManifest?: OpenImageOptions['onManifest'];
   onChunkStore?: OpenImageOptions['onChunkStore'];
+  /** Called with the disk cache as soon as it is open, before the image. */
+  onCache?: (disk: DiskCache) => void;
 }
 
 export interface OpenedImage {
@@ -102,6 +104,7 @@ export async function openSourceWithCache(source: BlobSource, options: OpenOptio
       options.cacheDir !== undefined
         ? await DiskCache.open(options.cacheDir, { ...(options.cacheMax !== undefined ? { maxBytes: options.cacheMax } : {}), ...(options.log ? { log: options.log } : {}) })
         : undefined;
+    if (disk !== undefined) options.onCache?.(disk);
     const image = await Image.open(source, {
       wrapChunkStore: (origin) =>
         new MemoryCachedStore(disk ? new DiskCachedStore(disk, origin) : origin, options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES),
@@ -119,13 +122,23 @@ export async function openImage(refText: string, options: OpenOptions = {}): Pro
   return (await openImageWithCache(refText, options)).image;
 }
 
-/** Reports an opened image's cache hits, misses and fetches to its cache's shared statistics. */
-export function statsRecorderFor(image: Image, disk: DiskCache): StatsRecorder {
-  return new StatsRecorder(disk.dir, () => ({
-    hits: disk.stats.hits,
-    misses: disk.stats.misses,
-    chunksFetched: image.fetched.chunks,
-    bytesFetched: image.fetched.bytes,
-    requests: image.fetched.fetches,
-  }));
+/** Fetches made beside the image's chunk store (start packs), for the statistics. */
+export interface OtherFetches {
+  chunks: number;
+  bytes: number;
+  requests: number;
+}
+
+/** Reports an opened image's cache hits, misses and fetches (with `other` ones) to its cache's shared statistics. */
+export function statsRecorderFor(image: Image, disk: DiskCache, other: () => OtherFetches = () => ({ chunks: 0, bytes: 0, requests: 0 })): StatsRecorder {
+  return new StatsRecorder(disk.dir, () => {
+    const more = other();
+    return {
+      hits: disk.stats.hits,
+      misses: disk.stats.misses,
+      chunksFetched: image.fetched.chunks + more.chunks,
+      bytesFetched: image.fetched.bytes + more.bytes,
+      requests: image.fetched.fetches + more.requests,
+    };
+  });
 }

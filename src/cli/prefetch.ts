@@ -16,6 +16,9 @@ import { fetchChunks, type FetchChunksOptions, type FetchChunksResult } from '..
 import type { Superblock } from '../format/superblock.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { Profile } from '../format/profile.js';
+import type { DiskCache } from '../cache/disk-cache.js';
+import type { BlobSource } from '../store/blob-store.js';
+import { fetchStartPack, startPackChunks, type StartPackResult } from '../image/start-pack.js';
 import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, recordsOfProfiles } from '../image/profiles.js';
 import { action } from './command.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
@@ -92,14 +95,18 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
   // chunk table is a round trip or two further away).
   let profilesRead: Profile[] | undefined;
   let storeReady: { chunks: ChunkStore; superblock: Superblock } | undefined;
+  let cache: DiskCache | undefined;
+  let packSource: BlobSource | undefined;
+  const packs: StartPackResult[] = [];
   let early: Promise<FetchChunksResult> | undefined;
   const startEarly = (): void => {
-    if (!options.ordered || options.all || early !== undefined || profilesRead === undefined || profilesRead.length === 0 || storeReady === undefined) return;
+    if (!options.ordered || options.all || early !== undefined || profilesRead === undefined || profilesRead.length === 0 || storeReady === undefined || cache === undefined) return;
     const records = recordsOfProfiles(profilesRead, storeReady.superblock);
     if (records === undefined) return;
-    const { chunks } = storeReady;
+    const { chunks, superblock } = storeReady;
     // At read priority: in this process nothing else reads but the tree's opening, which must not hold these back.
-    early = fetchChunks(chunks, records, { ...fetchOptions((chunk) => chunks.holds?.(chunk) === true), priority: 'read' });
+    const fetch = { ...fetchOptions((chunk) => chunks.holds?.(chunk) === true), priority: 'read' as const };
+    early = fetchProfileChunks(chunks, records, fetch, { source: packSource!, cache, superblock, profiles: profilesRead, results: packs, warn: options.warn });
     early.catch(() => undefined); // awaited below
   };
   const { image, disk } = await openImageWithCache(refText, {
@@ -108,7 +115,11 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     log: options.warn,
     memoryCacheBytes: 1,
     access: options.access,
+    onCache: (disk) => {
+      cache = disk;
+    },
     onManifest: (descriptor, source) => {
+      packSource = source;
       const store = source.referrers?.();
       if (store === undefined) return;
       fetching = fetchProfiles(store, descriptor.digest, options.warn).then((profiles) => {
@@ -122,7 +133,12 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
       startEarly();
     },
   });
-  const recorder = statsRecorderFor(image, disk!);
+  const packed = (): { chunks: number; bytes: number; requests: number } => ({
+    chunks: packs.reduce((sum, pack) => sum + pack.written, 0),
+    bytes: packs.reduce((sum, pack) => sum + pack.bytes, 0),
+    requests: packs.reduce((sum, pack) => sum + pack.requests, 0),
+  });
+  const recorder = statsRecorderFor(image, disk!, packed);
   try {
     const profiles = keepFitting(await fetching, image, options.warn);
     const treeChunks = image.superblock.treeChunks;
@@ -143,7 +159,9 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
       count(await early);
     } else if (profiles.length > 0) {
       const { tree, data } = await chunksOfOrder(image, mergeOrders(profiles));
-      phases.push([...tree, ...metadata, ...data]);
+      const fetch = { ...fetchOptions((chunk) => disk!.has(chunk)), onProgress: (done: number, total: number) => options.onProgress?.(done, total) };
+      count(await fetchProfileChunks(image.chunks, [...tree, ...data], fetch, { source: image.source, cache: disk!, superblock: image.superblock, profiles, results: packs, warn: options.warn }));
+      if (metadata.length > 0) phases.push(metadata);
     } else if (!options.all) {
       phases.push([...treeChunks]);
     }
@@ -162,14 +180,53 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
       profiles: profiles.map((profile) => profile.command),
       chunks: wanted,
       alreadyCached: wanted - missing,
-      fetchedChunks: image.fetched.chunks,
-      fetchedBytes: image.fetched.bytes,
-      requests: image.fetched.fetches,
+      fetchedChunks: image.fetched.chunks + packed().chunks,
+      fetchedBytes: image.fetched.bytes + packed().bytes,
+      requests: image.fetched.fetches + packed().requests,
     };
   } finally {
     recorder.stop();
     await image.source.close();
   }
+}
+
+interface StartPackContext {
+  source: BlobSource;
+  cache: DiskCache;
+  superblock: Superblock;
+  profiles: readonly Profile[];
+  /** What each start pack fetched, for the figures. */
+  results: StartPackResult[];
+  warn: (message: string) => void;
+}
+
+/**
+ * A profile's chunks (`records`, in order): through the profiles' start
+ * packs where they have one (image/start-pack.ts), newest first, then
+ * whatever is still missing from the image's packs, which is everything
+ * when a pack cannot be had (its fault is reported to `warn`).
+ */
+async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRecord[], fetch: FetchChunksOptions, context: StartPackContext): Promise<FetchChunksResult> {
+  let packBytes = 0;
+  let written = 0;
+  for (const profile of context.profiles) {
+    const held = profile.pack !== undefined ? startPackChunks(profile, context.superblock) : undefined;
+    if (profile.pack === undefined || held === undefined || fetch.shouldStop?.() === true) continue;
+    try {
+      const result = await fetchStartPack(context.source, profile.pack, held, context.cache, {
+        parallel: PARALLEL,
+        ...(fetch.shouldStop ? { shouldStop: fetch.shouldStop } : {}),
+        ...(fetch.onProgress ? { onProgress: fetch.onProgress } : {}),
+      });
+      context.results.push(result);
+      packBytes += result.bytes;
+      written += result.written;
+    } catch (error) {
+      context.warn(`the start pack of ${describeCommand(profile.command)}: ${error instanceof Error ? error.message : String(error)}; fetching its chunks from the image's packs`);
+    }
+  }
+  const rest = await fetchChunks(chunks, records, fetch);
+  return { chunks: rest.chunks, missing: written + rest.missing, bytes: packBytes + rest.bytes };
 }
 
 async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void> {

@@ -20,8 +20,11 @@ export const TESSERA_PACK_MEDIA_TYPE = 'application/vnd.tessera.pack.v1';
 /** A prefetch profile's manifest artifactType (see profile.ts). */
 export const TESSERA_PROFILE_ARTIFACT_TYPE = 'application/vnd.tessera.profile.v1';
 
-/** The profile itself, the one layer of that manifest. */
+/** The profile itself, the first layer of that manifest. */
 export const TESSERA_PROFILE_MEDIA_TYPE = 'application/vnd.tessera.profile.v1+json';
+
+/** Its start pack (image/start-pack.ts), the second layer when there is one. */
+export const TESSERA_START_PACK_MEDIA_TYPE = 'application/vnd.tessera.start-pack.v1+zstd';
 
 /** The OCI 1.1 empty descriptor's media type: the config of artifacts that need none. */
 export const OCI_EMPTY_MEDIA_TYPE = 'application/vnd.oci.empty.v1+json';

@@ -30,12 +30,18 @@
  * and the superblock, without waiting for the tree's chunk table. Each
  * chunk is still checked against its digest, so a wrong record can only
  * make a prefetch fetch something useless, never make a mount serve it.
+ *
+ * A profile with records may have a start pack (`pack`, the manifest's
+ * second layer; image/start-pack.ts): its chunks, metadata then data in
+ * profile order, compressed again together in frames, a fifth smaller
+ * than the image's packs hold them. `frames` says how long each frame is
+ * and how many of those chunks it holds.
  */
 import { corrupt } from '../errors.js';
 import { CHUNK_RECORD_SIZE, decodeChunk, encodeChunk, type ChunkRecord } from './tree-layout.js';
 import { ociDigest, isOciDigest, type OciDigest } from '../chunk/digest.js';
 import { encodeJson, isRecord, MAX_EMBEDDED_BYTES, parseDescriptor, parseJson, type Descriptor, type ImageManifest } from './manifest.js';
-import { OCI_EMPTY_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE, TESSERA_PROFILE_MEDIA_TYPE } from './media-types.js';
+import { OCI_EMPTY_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE, TESSERA_PROFILE_MEDIA_TYPE, TESSERA_START_PACK_MEDIA_TYPE } from './media-types.js';
 
 /** What the recorded start read, in order of first read. */
 export interface ChunkOrder {
@@ -55,6 +61,21 @@ export interface Profile extends ChunkOrder {
   seconds: number;
   /** The records of `chunks`, in order, when the profile carries them. */
   records?: ChunkRecord[];
+  /** Its start pack, if it has one (only with records). */
+  pack?: StartPack;
+}
+
+/** A profile's chunks compressed together (image/start-pack.ts). */
+export interface StartPack {
+  digest: OciDigest;
+  size: number;
+  frames: StartPackFrame[];
+}
+
+/** One zstd frame of a start pack: it decompresses to the next `chunks` of the profile's chunks, back to back. */
+export interface StartPackFrame {
+  compressedLength: number;
+  chunks: number;
 }
 
 /** Annotations on the profile's manifest (and so in referrers listings). */
@@ -102,7 +123,29 @@ export function encodeProfile(profile: Profile): Buffer {
     treeChunks: toRuns(profile.treeChunks),
     chunks: toRuns(profile.chunks),
     ...(profile.records !== undefined ? { records: encodeRecords(profile.records) } : {}),
+    ...(profile.pack !== undefined ? { pack: { digest: profile.pack.digest, size: profile.pack.size, frames: profile.pack.frames.map((frame) => [frame.compressedLength, frame.chunks]) } } : {}),
   });
+}
+
+function decodePack(value: unknown, chunkCount: number, what: string): StartPack {
+  if (!isRecord(value) || !isOciDigest(value.digest) || !Number.isSafeInteger(value.size) || (value.size as number) < 0 || !Array.isArray(value.frames)) {
+    throw corrupt(`${what}: "pack" is not a start pack's digest, size and frames`);
+  }
+  const frames: StartPackFrame[] = [];
+  let bytes = 0;
+  let chunks = 0;
+  for (const [i, frame] of value.frames.entries()) {
+    const [compressedLength, count] = Array.isArray(frame) && frame.length === 2 ? (frame as unknown[]) : [];
+    if (!Number.isSafeInteger(compressedLength) || (compressedLength as number) < 1 || !Number.isSafeInteger(count) || (count as number) < 1) {
+      throw corrupt(`${what}: pack frame ${i} is not a [compressed length, chunks] pair`);
+    }
+    frames.push({ compressedLength: compressedLength as number, chunks: count as number });
+    bytes += compressedLength as number;
+    chunks += count as number;
+  }
+  if (bytes !== value.size) throw corrupt(`${what}: the pack's frames add up to ${bytes} bytes, not its ${value.size as number}`);
+  if (chunks !== chunkCount) throw corrupt(`${what}: the pack's frames hold ${chunks} chunks, not the profile's ${chunkCount}`);
+  return { digest: value.digest, size: value.size as number, frames };
 }
 
 function encodeRecords(records: readonly ChunkRecord[]): string {
@@ -134,14 +177,17 @@ export function decodeProfile(bytes: Buffer, what: string): Profile {
   const seconds = value.seconds;
   if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) throw corrupt(`${what}: "seconds" is not a duration`);
   const chunks = fromRuns(value.chunks, `${what}: chunks`);
+  const treeChunks = fromRuns(value.treeChunks, `${what}: treeChunks`);
+  if (value.pack !== undefined && value.records === undefined) throw corrupt(`${what}: a start pack needs the chunks' records`);
   return {
     formatVersion: 1,
     image: value.image,
     command: command as string[],
     seconds,
-    treeChunks: fromRuns(value.treeChunks, `${what}: treeChunks`),
+    treeChunks,
     chunks,
     ...(value.records !== undefined ? { records: decodeRecords(value.records, chunks.length, what) } : {}),
+    ...(value.pack !== undefined ? { pack: decodePack(value.pack, treeChunks.length + chunks.length, what) } : {}),
   };
 }
 
@@ -154,31 +200,45 @@ export function withEmbedded(descriptor: Descriptor, content: Buffer): Descripto
   return content.length <= MAX_EMBEDDED_BYTES ? { ...descriptor, data: content.toString('base64') } : descriptor;
 }
 
-/** The artifact manifest that attaches a profile blob to its image; the blob is embedded when small. */
-export function buildProfileManifest(profile: { digest: OciDigest; size: number }, blob: Buffer, subject: Descriptor, command: readonly string[], created: Date): ImageManifest {
+/** The artifact manifest that attaches a profile blob (and its start pack) to its image; the profile is embedded when small. */
+export function buildProfileManifest(
+  profile: { digest: OciDigest; size: number },
+  blob: Buffer,
+  subject: Descriptor,
+  command: readonly string[],
+  created: Date,
+  pack?: { digest: OciDigest; size: number },
+): ImageManifest {
   return {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST_MEDIA_TYPE,
     artifactType: TESSERA_PROFILE_ARTIFACT_TYPE,
     config: emptyConfigDescriptor(),
-    layers: [withEmbedded({ mediaType: TESSERA_PROFILE_MEDIA_TYPE, digest: profile.digest, size: profile.size }, blob)],
+    layers: [
+      withEmbedded({ mediaType: TESSERA_PROFILE_MEDIA_TYPE, digest: profile.digest, size: profile.size }, blob),
+      ...(pack !== undefined ? [{ mediaType: TESSERA_START_PACK_MEDIA_TYPE, digest: pack.digest, size: pack.size }] : []),
+    ],
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
     annotations: { [CREATED_ANNOTATION]: created.toISOString(), [PROFILE_COMMAND_ANNOTATION]: JSON.stringify(command) },
   };
 }
 
-/** A profile manifest, checked: its one layer (the profile blob) and its subject. */
-export function parseProfileManifest(bytes: Buffer, what: string): { profile: Descriptor; subject: Descriptor } {
+/** A profile manifest, checked: its layers (the profile blob, the start pack if any) and its subject. */
+export function parseProfileManifest(bytes: Buffer, what: string): { profile: Descriptor; subject: Descriptor; pack?: Descriptor } {
   const value = parseJson(bytes, what);
   if (!isRecord(value)) throw corrupt(`${what}: manifest is not a JSON object`);
   if (value.artifactType !== TESSERA_PROFILE_ARTIFACT_TYPE) throw corrupt(`${what}: not a tessera profile (artifactType ${JSON.stringify(value.artifactType)})`);
-  if (!Array.isArray(value.layers) || value.layers.length !== 1) throw corrupt(`${what}: a profile manifest has exactly one layer`);
+  if (!Array.isArray(value.layers) || value.layers.length < 1 || value.layers.length > 2) throw corrupt(`${what}: a profile manifest has one or two layers`);
   const profile = parseDescriptor(value.layers[0], `${what}: layer 0`);
   if (profile.mediaType !== TESSERA_PROFILE_MEDIA_TYPE) throw corrupt(`${what}: layer 0 has media type ${profile.mediaType}, expected ${TESSERA_PROFILE_MEDIA_TYPE}`);
   // A profile is a few kilobytes; a huge one is hostile.
   if (profile.size > 64 * 1024 * 1024) throw corrupt(`${what}: a ${profile.size}-byte profile is more than tessera reads`);
   if (value.subject === undefined) throw corrupt(`${what}: a profile manifest without a subject`);
-  return { profile, subject: parseDescriptor(value.subject, `${what}: subject`) };
+  const subject = parseDescriptor(value.subject, `${what}: subject`);
+  if (value.layers.length === 1) return { profile, subject };
+  const pack = parseDescriptor(value.layers[1], `${what}: layer 1`);
+  if (pack.mediaType !== TESSERA_START_PACK_MEDIA_TYPE) throw corrupt(`${what}: layer 1 has media type ${pack.mediaType}, expected ${TESSERA_START_PACK_MEDIA_TYPE}`);
+  return { profile, subject, pack };
 }
 
 /** The command a referrer descriptor's annotations name, if it is a tessera profile with one. */

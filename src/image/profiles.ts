@@ -5,7 +5,7 @@
  * replaces its profile; different commands keep their own.
  */
 import { ociDigest, type OciDigest } from '../chunk/digest.js';
-import { corrupt } from '../errors.js';
+import { corrupt, internal } from '../errors.js';
 import { embeddedContent, encodeJson, type Descriptor } from '../format/manifest.js';
 import { TESSERA_PROFILE_ARTIFACT_TYPE } from '../format/media-types.js';
 import {
@@ -57,10 +57,11 @@ export async function readProfile(store: ReferrerStore, listed: ListedProfile, i
   const what = `${store.name}: profile ${listed.manifest.digest}`;
   // Embedded content (written by tessera, checked against its digest) spares the round trips.
   const manifestBytes = embeddedContent(listed.manifest) ?? (await store.fetchManifest(listed.manifest));
-  const { profile: blob, subject } = parseProfileManifest(manifestBytes, what);
+  const { profile: blob, subject, pack } = parseProfileManifest(manifestBytes, what);
   if (subject.digest !== image) throw corrupt(`${what} is for ${subject.digest}, not ${image}`);
   const profile = decodeProfile(embeddedContent(blob) ?? (await store.fetchBlob(blob)), what);
   if (profile.image !== image) throw corrupt(`${what} was recorded on ${profile.image}, not ${image}`);
+  if (profile.pack !== undefined && (pack?.digest !== profile.pack.digest || pack.size !== profile.pack.size)) throw corrupt(`${what}: its start pack is not its manifest's second layer`);
   return profile;
 }
 
@@ -73,13 +74,21 @@ export function checkProfileFits(profile: Profile, image: Image, what: string): 
   return profile;
 }
 
-/** Stores a profile beside its image (replacing the one for the same command); returns the profile manifest's descriptor. */
-export async function attachProfile(store: ReferrerStore, subject: Descriptor, profile: Profile, created = new Date()): Promise<Descriptor> {
+/**
+ * Stores a profile beside its image (replacing the one for the same
+ * command), with its start pack's bytes when `profile.pack` names one;
+ * returns the profile manifest's descriptor.
+ */
+export async function attachProfile(store: ReferrerStore, subject: Descriptor, profile: Profile, options: { created?: Date; pack?: Buffer } = {}): Promise<Descriptor> {
   const replaces = (await listProfiles(store, subject.digest).catch(() => [])).filter((entry) => sameCommand(entry.command, profile.command));
   const blob = encodeProfile(profile);
   if (!(await store.hasBlob(emptyConfigDescriptor().digest))) await store.putBlob(EMPTY_CONFIG);
+  if (profile.pack !== undefined) {
+    if (options.pack === undefined || ociDigest(options.pack) !== profile.pack.digest) throw internal('a profile with a start pack is attached with that pack');
+    if (!(await store.hasBlob(profile.pack.digest))) await store.putBlob(options.pack);
+  }
   const stored = await store.putBlob(blob);
-  const manifest = buildProfileManifest(stored, blob, subject, profile.command, created);
+  const manifest = buildProfileManifest(stored, blob, subject, profile.command, options.created ?? new Date(), profile.pack);
   const bytes = encodeJson(manifest);
   const descriptor = withEmbedded({ mediaType: manifest.mediaType, digest: ociDigest(bytes), size: bytes.length, artifactType: TESSERA_PROFILE_ARTIFACT_TYPE, annotations: manifest.annotations ?? {} }, bytes);
   await store.putReferrer(bytes, descriptor, subject.digest, replaces.map((entry) => entry.manifest.digest));
@@ -95,11 +104,9 @@ export async function copyProfiles(from: ReferrerStore, to: ReferrerStore, subje
   for (const listed of profiles) {
     if (there.some((entry) => entry.manifest.digest === listed.manifest.digest)) continue;
     const bytes = embeddedContent(listed.manifest) ?? (await from.fetchManifest(listed.manifest));
-    const { profile } = parseProfileManifest(bytes, `${from.name}: profile ${listed.manifest.digest}`);
-    for (const [descriptor, data] of [
-      [emptyConfigDescriptor(), EMPTY_CONFIG],
-      [profile, undefined],
-    ] as const) {
+    const { profile, pack } = parseProfileManifest(bytes, `${from.name}: profile ${listed.manifest.digest}`);
+    const blobs: Array<readonly [Descriptor, Buffer | undefined]> = [[emptyConfigDescriptor(), EMPTY_CONFIG], [profile, undefined], ...(pack !== undefined ? [[pack, undefined] as const] : [])];
+    for (const [descriptor, data] of blobs) {
       if (await to.hasBlob(descriptor.digest)) continue;
       await to.putBlob(data ?? embeddedContent(descriptor) ?? (await from.fetchBlob(descriptor)));
     }

@@ -44,6 +44,22 @@ describe('fetch claims', () => {
     assert.ok(!fs.existsSync(path.join(dir, 'aa.fetching')));
   });
 
+  test('claimAsync decides as claim does: mine, then ours; theirs for a live other process; a dead one is taken over', async () => {
+    const claims = new FetchClaims(dir);
+    const [first, second] = await Promise.all([claims.claimAsync('a1'), claims.claimAsync('a1')]);
+    assert.deepEqual([first, second].sort(), ['mine', 'ours'], 'two claims of one chunk at once both won');
+    assert.equal(fs.readFileSync(path.join(dir, 'a1.fetching'), 'utf8'), String(process.pid));
+    assert.equal(claims.claim('a1'), 'ours');
+    claims.release('a1');
+    assert.ok(!fs.existsSync(path.join(dir, 'a1.fetching')));
+    fs.writeFileSync(path.join(dir, 'a2.fetching'), String(OTHER_LIVE_PID));
+    assert.equal(await claims.claimAsync('a2'), 'theirs');
+    fs.writeFileSync(path.join(dir, 'a3.fetching'), String(deadPid()));
+    assert.equal(await claims.claimAsync('a3'), 'mine');
+    claims.release('a3');
+    fs.rmSync(path.join(dir, 'a2.fetching'));
+  });
+
   test("another live process's claim is theirs, and waiting ends when it is released", async () => {
     const claims = new FetchClaims(dir);
     fs.writeFileSync(path.join(dir, 'bb.fetching'), String(OTHER_LIVE_PID));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ociDigest } from '../../src/chunk/digest.js';
 import { embeddedContent, encodeJson, parseJson } from '../../src/format/manifest.js';
-import { OCI_EMPTY_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE, TESSERA_PROFILE_MEDIA_TYPE } from '../../src/format/media-types.js';
+import { OCI_EMPTY_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE, TESSERA_PROFILE_MEDIA_TYPE, TESSERA_START_PACK_MEDIA_TYPE } from '../../src/format/media-types.js';
 import {
   buildProfileManifest,
   decodeProfile,
@@ -79,6 +79,30 @@ describe('profile', () => {
     assert.throws(() => decodeProfile(withField('records', 42), 'p'), /"records"/);
   });
 
+  test('a start pack rides along with its frames, which must add up to the pack and hold the chunks', () => {
+    const records = profile.chunks.map((index) => ({ digest: Buffer.alloc(32, index), pack: 0, packOffset: index * 1000, compressedLength: 500, length: 65536 }));
+    // 5 metadata and 8 data chunks: 13 in all.
+    const pack = { digest: digest('c'), size: 300, frames: [{ compressedLength: 100, chunks: 1 }, { compressedLength: 200, chunks: 12 }] };
+    const withPack = { ...profile, records, pack };
+    assert.deepEqual(decodeProfile(encodeProfile(withPack), 'p').pack, pack);
+    const encoded = (change: Record<string, unknown>): Buffer => {
+      const object = parseJson(encodeProfile(withPack), 'test') as Record<string, unknown>;
+      return encodeJson({ ...object, ...change });
+    };
+    assert.throws(() => decodeProfile(encoded({ pack: { ...pack, size: 301, frames: [[100, 1], [200, 12]] } }), 'p'), /the pack's frames add up to 300 bytes, not its 301/);
+    assert.throws(() => decodeProfile(encoded({ pack: { ...pack, frames: [[100, 1], [200, 11]] } }), 'p'), /hold 12 chunks, not the profile's 13/);
+    assert.throws(() => decodeProfile(encoded({ pack: { ...pack, frames: [[100, 0], [200, 13]] } }), 'p'), /pack frame 0 is not a \[compressed length, chunks\] pair/);
+    assert.throws(() => decodeProfile(encoded({ pack: { digest: 'md5:x', size: 1, frames: [] } }), 'p'), /"pack" is not a start pack/);
+    assert.throws(() => decodeProfile(encoded({ records: undefined }), 'p'), /a start pack needs the chunks' records/);
+    // In the manifest: the second layer.
+    const blob = encodeProfile(withPack);
+    const subject = { mediaType: OCI_MANIFEST_MEDIA_TYPE, digest: digest('a'), size: 1234 };
+    const manifest = buildProfileManifest({ digest: ociDigest(blob), size: blob.length }, blob, subject, profile.command, new Date(), pack);
+    assert.deepEqual(parseProfileManifest(encodeJson(manifest), 'm').pack, { mediaType: TESSERA_START_PACK_MEDIA_TYPE, digest: pack.digest, size: pack.size });
+    assert.equal(parseProfileManifest(encodeJson({ ...manifest, layers: [manifest.layers[0]] }), 'm').pack, undefined);
+    assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, layers: [manifest.layers[0], { ...manifest.layers[1], mediaType: 'text/plain' }] }), 'm'), /layer 1 has media type text\/plain/);
+  });
+
   test('the artifact manifest: OCI 1.1 with artifactType, the empty config, one layer, the image as subject', () => {
     const blob = encodeProfile(profile);
     const subject = { mediaType: OCI_MANIFEST_MEDIA_TYPE, digest: digest('a'), size: 1234 };
@@ -104,7 +128,7 @@ describe('profile', () => {
     const manifest = buildProfileManifest({ digest: ociDigest(blob), size: blob.length }, blob, subject, profile.command, new Date());
     assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, artifactType: 'application/x' }), 'm'), /not a tessera profile/);
     assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, subject: undefined }), 'm'), /without a subject/);
-    assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, layers: [] }), 'm'), /exactly one layer/);
+    assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, layers: [] }), 'm'), /one or two layers/);
     assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, layers: [{ ...manifest.layers[0], size: 2 ** 40 }] }), 'm'), /more than tessera reads/);
     assert.throws(() => parseProfileManifest(encodeJson({ ...manifest, layers: [{ ...manifest.layers[0], mediaType: 'text/plain' }] }), 'm'), /expected application\/vnd.tessera.profile/);
     assert.equal(profileCommandOf({ ...subject, annotations: { 'dev.tessera.profile.command': 'not json' } }), undefined);

@@ -108,10 +108,10 @@ function profileOf(image: OciDigest, command: string[], chunks: number[]): Profi
 /** The behaviour every referrer store must have, as a user of profiles sees it. */
 async function checkProfiles(store: ReferrerStore, subject: Descriptor): Promise<void> {
   assert.deepEqual(await listProfiles(store, subject.digest), []);
-  await attachProfile(store, subject, profileOf(subject.digest, ['python3', '-V'], [1, 2, 3]), new Date('2026-01-01T00:00:00Z'));
-  await attachProfile(store, subject, profileOf(subject.digest, ['sh', '-c', 'true'], [9]), new Date('2026-01-02T00:00:00Z'));
+  await attachProfile(store, subject, profileOf(subject.digest, ['python3', '-V'], [1, 2, 3]), { created: new Date('2026-01-01T00:00:00Z') });
+  await attachProfile(store, subject, profileOf(subject.digest, ['sh', '-c', 'true'], [9]), { created: new Date('2026-01-02T00:00:00Z') });
   // The same command again replaces its profile.
-  await attachProfile(store, subject, profileOf(subject.digest, ['python3', '-V'], [4, 5]), new Date('2026-01-03T00:00:00Z'));
+  await attachProfile(store, subject, profileOf(subject.digest, ['python3', '-V'], [4, 5]), { created: new Date('2026-01-03T00:00:00Z') });
   const listed = await listProfiles(store, subject.digest);
   assert.deepEqual(
     listed.map((entry) => entry.command),

@@ -28,6 +28,12 @@ interface PrefetchJson {
   requests: number;
 }
 
+interface ProfileManifestJson {
+  subject: { digest: string };
+  artifactType: string;
+  layers: Array<{ mediaType: string; digest: string }>;
+}
+
 interface CacheStatsJson {
   chunks: number;
   chunksFetched: number;
@@ -91,18 +97,26 @@ describe('prefetch profiles', () => {
 
   test('optimize records a container start and attaches the profile through the referrers tag', async () => {
     const result = await tesseraOk(['optimize', '--json', '--cache-dir', scratch.path('cache-record'), ref, '--', ...PYTHON]);
-    const recorded = JSON.parse(result.stdout) as { image: string; profile: string; chunks: number; treeChunks: number };
+    const recorded = JSON.parse(result.stdout) as { image: string; profile: string; chunks: number; treeChunks: number; startPack: { digest: string; bytes: number; imagePackBytes: number } };
     assert.equal(recorded.image, digest);
     assert.ok(recorded.chunks > 20 && recorded.treeChunks > 0, `a python3 start read only ${recorded.chunks} chunks`);
+    // The start pack holds the same chunks in fewer bytes than the image's packs do.
+    assert.ok(recorded.startPack.bytes < recorded.startPack.imagePackBytes * 0.95, `a start pack of ${recorded.startPack.bytes} bytes for ${recorded.startPack.imagePackBytes}`);
     // distribution 2.8 has no referrers API: the profile is listed in the sha256-<hex> tag.
     const client = new RegistryClient(registry.host);
     try {
       const index = await client.getManifest('debian/update', referrersTag(digest as `sha256:${string}`));
       const entries = parseReferrersIndex(index.bytes, 'referrers index');
       assert.deepEqual(entries.map((entry) => entry.digest), [recorded.profile]);
-      const manifest = JSON.parse((await client.getManifest('debian/update', recorded.profile)).bytes.toString()) as { subject: { digest: string }; artifactType: string };
+      const manifest = JSON.parse((await client.getManifest('debian/update', recorded.profile)).bytes.toString()) as ProfileManifestJson;
       assert.equal(manifest.subject.digest, digest);
       assert.equal(manifest.artifactType, 'application/vnd.tessera.profile.v1');
+      assert.deepEqual(
+        manifest.layers.map((layer) => layer.mediaType),
+        ['application/vnd.tessera.profile.v1+json', 'application/vnd.tessera.start-pack.v1+zstd'],
+      );
+      assert.equal(manifest.layers[1]!.digest, recorded.startPack.digest);
+      assert.equal(await client.blobSize('debian/update', recorded.startPack.digest as `sha256:${string}`), recorded.startPack.bytes);
     } finally {
       await client.close();
     }
@@ -125,6 +139,45 @@ describe('prefetch profiles', () => {
     assert.equal(run.stdout.trim(), 'started');
     const seen = await proxy.stats();
     assert.equal(seen.rangeRequests, 0, `the start after prefetch still fetched chunks (${seen.rangeRequests} range requests)`);
+  });
+
+  test("prefetch takes the profile from its start pack; a damaged or missing pack falls back to the image's packs", async () => {
+    const client = new RegistryClient(registry.host);
+    let pack: string;
+    try {
+      const index = parseReferrersIndex((await client.getManifest('debian/update', referrersTag(digest as `sha256:${string}`))).bytes, 'referrers index');
+      const manifest = JSON.parse((await client.getManifest('debian/update', index[0]!.digest)).bytes.toString()) as ProfileManifestJson;
+      pack = manifest.layers[1]!.digest;
+    } finally {
+      await client.close();
+    }
+    const viaPack = async (cacheDir: string): Promise<{ stderr: string; bytes: number }> => {
+      await proxy.reset();
+      const result = await tesseraOk(['prefetch', '--json', '--cache-dir', cacheDir, ref]);
+      assert.deepEqual((JSON.parse(result.stdout) as PrefetchJson).profiles, [PYTHON]);
+      return { stderr: result.stderr, bytes: (await proxy.stats()).bytes };
+    };
+    const good = await viaPack(scratch.path('cache-pack'));
+    assert.equal(good.stderr, '', 'the start pack was not used');
+    const hex = pack.slice('sha256:'.length);
+    try {
+      await proxy.setFault({ mode: 'corrupt', match: hex });
+      const damaged = await viaPack(scratch.path('cache-pack-damaged'));
+      assert.match(damaged.stderr, /^tessera prefetch: the start pack of python3 -c .*: .*start pack sha256:[0-9a-f]{64}.*; fetching its chunks from the image's packs$/m);
+      assert.ok(damaged.bytes > good.bytes, `the fallback fetched ${damaged.bytes} bytes, the start pack ${good.bytes}`);
+      await proxy.setFault({ mode: 'error', match: hex });
+      const missing = await viaPack(scratch.path('cache-pack-missing'));
+      assert.match(missing.stderr, /the start pack of python3 -c .*; fetching its chunks from the image's packs/);
+    } finally {
+      await proxy.setFault({ mode: 'none' });
+    }
+    // Whichever way the chunks came, they are all there and right: the start fetches nothing.
+    for (const cacheDir of ['cache-pack', 'cache-pack-damaged', 'cache-pack-missing']) {
+      await proxy.reset();
+      const run = await tesseraOk(['run', '--cache-dir', scratch.path(cacheDir), ref, '--', ...PYTHON]);
+      assert.equal(run.stdout.trim(), 'started');
+      assert.equal((await proxy.stats()).rangeRequests, 0, `the start after the prefetch into ${cacheDir} fetched chunks`);
+    }
   });
 
   test('mount --prefetch fetches the profile first; a start on the mount then fetches nothing', async () => {
@@ -204,9 +257,11 @@ describe('prefetch profiles', () => {
     assert.equal((await prefetch(['--cache-dir', scratch.path('cache-copy'), other])).profiles.length, 3);
     const layout = `oci:${scratch.path('layout')}:v1`;
     assert.equal((JSON.parse((await tesseraOk(['push', '--json', ref, layout])).stdout) as { profiles: number }).profiles, 3);
-    const fromLayout = await prefetch(['--cache-dir', scratch.path('cache-layout'), layout]);
-    assert.equal(fromLayout.profiles.length, 3);
-    assert.ok(fromLayout.fetchedChunks > 20);
+    const fromLayout = await tesseraOk(['prefetch', '--json', '--cache-dir', scratch.path('cache-layout'), layout]);
+    assert.equal((JSON.parse(fromLayout.stdout) as PrefetchJson).profiles.length, 3);
+    assert.ok((JSON.parse(fromLayout.stdout) as PrefetchJson).fetchedChunks > 20);
+    // The start packs came along.
+    assert.equal(fromLayout.stderr, '', 'the copy lacks its start packs');
     // Pushing again copies nothing new.
     assert.equal((JSON.parse((await tesseraOk(['push', '--json', ref, other])).stdout) as { profiles: number }).profiles, 0);
   });
