@@ -274,6 +274,13 @@ export class DiskCachedStore implements ChunkStore {
     const key = chunk.digest.toString('hex');
     const { claims } = this.cache;
     let claim = claims.claim(key);
+    const side = claim === 'ours' ? claims.whenReleased(key) : undefined;
+    if (side !== undefined) {
+      // A start pack of this process brings it.
+      await side;
+      const fetched = this.cache.read(chunk, false);
+      if (fetched !== undefined) return fetched;
+    }
     if (claim === 'theirs') {
       // Another process is fetching it: one download is enough.
       await claims.waitForRelease(key, CLAIM_WAIT_MS);

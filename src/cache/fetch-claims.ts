@@ -57,6 +57,10 @@ export class FetchClaims {
   private readonly waiters = new Map<string, Set<() => void>>();
   private watcher: fs.FSWatcher | undefined;
   private watchFailed = false;
+  /** Markers claimAsync is making. */
+  private readonly creating = new Set<string>();
+  /** Claims made by claimAsync (a start pack's, outside the chunk store): readers in this process wait for their release. */
+  private readonly sideFetches = new Map<string, { released: Promise<void>; release: () => void }>();
 
   /** `dir`: the cache's tmp directory (same file system as the chunks). */
   constructor(
@@ -82,7 +86,7 @@ export class FetchClaims {
   }
 
   claim(hex: string): ClaimResult {
-    if (this.held.has(hex)) return 'ours';
+    if (this.held.has(hex) || this.creating.has(hex)) return 'ours';
     const marker = this.marker(hex);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -114,7 +118,12 @@ export class FetchClaims {
    * first requests would otherwise wait behind.
    */
   async claimAsync(hex: string): Promise<ClaimResult> {
-    if (this.held.has(hex)) return 'ours';
+    if (this.held.has(hex) || this.creating.has(hex)) return 'ours';
+    // Until its pid is written, the marker is empty: this process must not take it for another's.
+    this.creating.add(hex);
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.sideFetches.set(hex, { released, release });
     try {
       const file = await fsp.open(this.marker(hex), 'wx', 0o600);
       try {
@@ -123,17 +132,30 @@ export class FetchClaims {
         await file.close();
       }
     } catch (error) {
+      this.creating.delete(hex);
+      this.sideFetches.delete(hex);
+      release();
       // Taken (or no tmp directory): the careful way decides.
       return isSystemError(error, 'EEXIST') ? this.claim(hex) : 'ours';
     }
-    // Claimed meanwhile by this process's other path: the marker is one.
-    if (this.held.has(hex)) return 'ours';
+    this.creating.delete(hex);
     this.held.add(hex);
     return 'mine';
   }
 
+  /**
+   * When this process fetches the chunk outside its chunk store (a claim
+   * of claimAsync), resolves once that claim is released; otherwise
+   * undefined (the store joins its own fetches).
+   */
+  whenReleased(hex: string): Promise<void> | undefined {
+    return this.sideFetches.get(hex)?.released;
+  }
+
   release(hex: string): void {
     if (this.held.delete(hex)) fs.rmSync(this.marker(hex), { force: true });
+    this.sideFetches.get(hex)?.release();
+    this.sideFetches.delete(hex);
   }
 
   /** Waits until another process's claim is released (or its owner dies), at most `timeoutMs`. */

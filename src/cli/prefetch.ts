@@ -18,7 +18,7 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { Profile } from '../format/profile.js';
 import type { DiskCache } from '../cache/disk-cache.js';
 import type { BlobSource } from '../store/blob-store.js';
-import { fetchStartPack, startPackChunks, type StartPackResult } from '../image/start-pack.js';
+import { fetchStartPacks, type StartPackResult } from '../image/start-pack.js';
 import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, recordsOfProfiles } from '../image/profiles.js';
 import { action } from './command.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
@@ -106,7 +106,7 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     const { chunks, superblock } = storeReady;
     // At read priority: in this process nothing else reads but the tree's opening, which must not hold these back.
     const fetch = { ...fetchOptions((chunk) => chunks.holds?.(chunk) === true), priority: 'read' as const };
-    early = fetchProfileChunks(chunks, records, fetch, { source: packSource!, cache, superblock, profiles: profilesRead, results: packs, warn: options.warn });
+    early = fetchProfileChunks(chunks, records, fetch, { source: packSource!, cache, superblock, profiles: profilesRead, claimFirst: false, results: packs, warn: options.warn });
     early.catch(() => undefined); // awaited below
   };
   const { image, disk } = await openImageWithCache(refText, {
@@ -160,7 +160,7 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     } else if (profiles.length > 0) {
       const { tree, data } = await chunksOfOrder(image, mergeOrders(profiles));
       const fetch = { ...fetchOptions((chunk) => disk!.has(chunk)), onProgress: (done: number, total: number) => options.onProgress?.(done, total) };
-      count(await fetchProfileChunks(image.chunks, [...tree, ...data], fetch, { source: image.source, cache: disk!, superblock: image.superblock, profiles, results: packs, warn: options.warn }));
+      count(await fetchProfileChunks(image.chunks, [...tree, ...data], fetch, { source: image.source, cache: disk!, superblock: image.superblock, profiles, claimFirst: true, results: packs, warn: options.warn }));
       if (metadata.length > 0) phases.push(metadata);
     } else if (!options.all) {
       phases.push([...treeChunks]);
@@ -195,6 +195,8 @@ interface StartPackContext {
   cache: DiskCache;
   superblock: Superblock;
   profiles: readonly Profile[];
+  /** Claim before fetching (see StartPackOptions): unless a start waits on this very prefetch. */
+  claimFirst: boolean;
   /** What each start pack fetched, for the figures. */
   results: StartPackResult[];
   warn: (message: string) => void;
@@ -207,26 +209,23 @@ interface StartPackContext {
  * when a pack cannot be had (its fault is reported to `warn`).
  */
 async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRecord[], fetch: FetchChunksOptions, context: StartPackContext): Promise<FetchChunksResult> {
-  let packBytes = 0;
-  let written = 0;
-  for (const profile of context.profiles) {
-    const held = profile.pack !== undefined ? startPackChunks(profile, context.superblock) : undefined;
-    if (profile.pack === undefined || held === undefined || fetch.shouldStop?.() === true) continue;
-    try {
-      const result = await fetchStartPack(context.source, profile.pack, held, context.cache, {
-        parallel: PARALLEL,
-        ...(fetch.shouldStop ? { shouldStop: fetch.shouldStop } : {}),
-        ...(fetch.onProgress ? { onProgress: fetch.onProgress } : {}),
-      });
-      context.results.push(result);
-      packBytes += result.bytes;
-      written += result.written;
-    } catch (error) {
-      context.warn(`the start pack of ${describeCommand(profile.command)}: ${error instanceof Error ? error.message : String(error)}; fetching its chunks from the image's packs`);
-    }
-  }
+  const packs = await fetchStartPacks(
+    context.source,
+    context.profiles,
+    context.superblock,
+    context.cache,
+    {
+      parallel: PARALLEL,
+      claimFirst: context.claimFirst,
+      ...(fetch.shouldStop ? { shouldStop: fetch.shouldStop } : {}),
+      ...(fetch.onProgress ? { onProgress: fetch.onProgress } : {}),
+    },
+    context.warn,
+  );
+  context.results.push(...packs);
   const rest = await fetchChunks(chunks, records, fetch);
-  return { chunks: rest.chunks, missing: written + rest.missing, bytes: packBytes + rest.bytes };
+  const written = packs.reduce((sum, pack) => sum + pack.written, 0);
+  return { chunks: rest.chunks, missing: written + rest.missing, bytes: packs.reduce((sum, pack) => sum + pack.bytes, 0) + rest.bytes };
 }
 
 async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void> {

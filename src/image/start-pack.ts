@@ -27,6 +27,7 @@ import type { Superblock } from '../format/superblock.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import type { BlobSource } from '../store/blob-store.js';
 import { verifyChunk } from '../store/pack-chunks.js';
+import { describeCommand } from './profiles.js';
 
 /** zstd's level for start packs: written once per profile, read by every cold start. */
 export const START_PACK_LEVEL = 19;
@@ -83,6 +84,13 @@ export interface ChunkSink {
 export interface StartPackOptions {
   /** Frames under way at once. */
   parallel: number;
+  /**
+   * Claim a frame's chunks before asking for it, and skip it when another
+   * process is fetching them all: for a prefetch that may run beside
+   * another (a mount's, beside `run --prefetch`'s). Otherwise the first
+   * frames go out before the claims are made, for a start that waits.
+   */
+  claimFirst?: boolean;
   shouldStop?: () => boolean;
   /** Compressed bytes done and in all, after each frame. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
@@ -128,6 +136,11 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
     const hex = chunk.digest.toString('hex');
     if (mine.has(hex)) return false; // twice in the pack: written once
     if ((await sink.claims.claimAsync(hex)) !== 'mine') return false;
+    // Another process may have brought it between the look and the claim.
+    if (sink.has(chunk)) {
+      sink.claims.release(hex);
+      return false;
+    }
     mine.add(hex);
     return true;
   };
@@ -158,6 +171,10 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
   const worker = async (): Promise<void> => {
     while (next < frames.length && !stopped()) {
       const frame = frames[next++]!;
+      if (options.claimFirst === true && (await claimsOf(frame)).length === 0) {
+        done += frame.length;
+        continue;
+      }
       try {
         result.requests += 1;
         const [body] = await source.fetchRanges(pack.digest, [{ offset: frame.offset, length: frame.length }]);
@@ -195,4 +212,31 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
   }
   if (failure !== undefined) throw failure;
   return result;
+}
+
+/**
+ * The start packs of the profiles that have one, newest first, into the
+ * sink; a pack that cannot be had is reported to `warn` (its chunks then
+ * come from the image's packs, through whatever the caller does next).
+ * What each pack fetched, for the figures.
+ */
+export async function fetchStartPacks(
+  source: BlobSource,
+  profiles: readonly Profile[],
+  superblock: Superblock,
+  sink: ChunkSink,
+  options: StartPackOptions,
+  warn: (message: string) => void,
+): Promise<StartPackResult[]> {
+  const results: StartPackResult[] = [];
+  for (const profile of profiles) {
+    const chunks = profile.pack !== undefined ? startPackChunks(profile, superblock) : undefined;
+    if (profile.pack === undefined || chunks === undefined || options.shouldStop?.() === true) continue;
+    try {
+      results.push(await fetchStartPack(source, profile.pack, chunks, sink, options));
+    } catch (error) {
+      warn(`the start pack of ${describeCommand(profile.command)}: ${error instanceof Error ? error.message : String(error)}; fetching its chunks from the image's packs`);
+    }
+  }
+  return results;
 }
