@@ -36,7 +36,13 @@ export interface DaemonOptions {
   /** Checked already (parseMountOptions). */
   fuseOptions: readonly string[];
   registry: RegistryFlags;
-  prefetch?: boolean;
+  /**
+   * Prefetch in the background: from mount time, or (`'after-ready'`)
+   * once the mount serves, when another process (tessera run --prefetch)
+   * fetches the profiles meanwhile and this one would only compete for the
+   * CPU its own start needs.
+   */
+  prefetch?: boolean | 'after-ready';
   /** Write the chunks reads touch, in order, to this file at unmount (tessera optimize). */
   record?: string;
   /** Where the daemon logs; default <cache-dir>/logs/<mountpoint>.log. */

@@ -55,7 +55,7 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
       access: accessOf(options.registry),
       // The profiles need only the digest: fetch them while the rest of the image opens.
       onManifest: (descriptor, source) => {
-        if (options.prefetch) prefetch = new BackgroundPrefetch(log, () => fetchProfilesOf(source, descriptor.digest, log));
+        if (options.prefetch) prefetch = new BackgroundPrefetch(log, () => fetchProfilesOf(source, descriptor.digest, log), options.prefetch !== 'after-ready');
       },
     });
     image = opened.image;
@@ -76,8 +76,11 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
     if (disk !== undefined && prefetch === undefined) fetchSmallMetadata(image, (chunk) => disk.has(chunk));
     // From now, not from when the mount is ready: the kernel's mount and a
     // container runtime's setup take long enough to fetch a start's first chunks.
-    if (prefetch !== undefined && opened.disk) prefetch.start(image, opened.disk, readAhead, () => Date.now() - lastRequestAt < QUIET_MS);
+    const startPrefetch = (): void => {
+      if (prefetch !== undefined && disk !== undefined) prefetch.start(served, disk, readAhead, () => Date.now() - lastRequestAt < QUIET_MS);
+    };
     const served = image;
+    if (options.prefetch !== 'after-ready') startPrefetch();
     await serveImage({
       onRequest: () => (lastRequestAt = Date.now()),
       image,
@@ -92,6 +95,7 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
         writeMountRecord({ pid: process.pid, ref: refText, manifest: served.manifestDigest, mountpoint, cacheDir, ...(options.log ? { log: options.log } : {}) });
         tell({ ready: true, manifest: served.manifestDigest, ...(served.config.container ? { container: served.config.container } : {}) });
         if (!background) process.stdout.write(`mounted ${refText} at ${mountpoint}; serving until unmounted\n`);
+        if (options.prefetch === 'after-ready') startPrefetch();
         // While the caller gets going (a container runtime takes long enough), not in the first read that needs it.
         setTimeout(() => {
           try {
@@ -169,17 +173,20 @@ const START_PACK_PARALLEL = 4;
 class BackgroundPrefetch {
   private stopped = false;
   private readonly started = Date.now();
-  private readonly profiles: Promise<Profile[]>;
+  private profiles: Promise<Profile[]> | undefined;
   private readonly packs: StartPackResult[] = [];
 
+  /** `now`: ask for the profiles at once (while the image opens), else at start(). */
   constructor(
     private readonly log: Logger,
-    fetch: () => Promise<Profile[]>,
+    private readonly fetch: () => Promise<Profile[]>,
+    now: boolean,
   ) {
-    this.profiles = fetch();
+    if (now) this.profiles = fetch();
   }
 
   start(image: Image, disk: DiskCache, readAhead: ReadAhead, busy: () => boolean): void {
+    this.profiles ??= this.fetch();
     this.run(image, disk, readAhead, busy).catch((error: unknown) => {
       if (!this.stopped) this.log.warn(`prefetch stopped: ${error instanceof Error ? error.message : String(error)}; reads fetch what they need`);
     });
@@ -203,7 +210,7 @@ class BackgroundPrefetch {
   }
 
   private async run(image: Image, disk: DiskCache, readAhead: ReadAhead, busy: () => boolean): Promise<void> {
-    const profiles = keepFitting(await this.profiles, image, (message) => this.log.warn(`prefetch: ${message}`));
+    const profiles = keepFitting((await this.profiles) ?? [], image, (message) => this.log.warn(`prefetch: ${message}`));
     const first = profiles.length > 0 ? mergeOrders(profiles) : undefined;
     if (first !== undefined) {
       const wanted = new Set(first.chunks);

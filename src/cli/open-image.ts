@@ -85,6 +85,8 @@ export interface OpenOptions {
   onChunkStore?: OpenImageOptions['onChunkStore'];
   /** Called with the disk cache as soon as it is open, before the image. */
   onCache?: (disk: DiskCache) => void;
+  /** Called with the store as soon as it is open, before its manifest is asked for. */
+  onSource?: (source: BlobSource) => void;
 }
 
 export interface OpenedImage {
@@ -94,7 +96,9 @@ export interface OpenedImage {
 }
 
 export async function openImageWithCache(refText: string, options: OpenOptions = {}): Promise<OpenedImage> {
-  return openSourceWithCache(await openSource(parseRef(refText), options.access), options);
+  const source = await openSource(parseRef(refText), options.access);
+  options.onSource?.(source);
+  return openSourceWithCache(source, options);
 }
 
 /** An image of an opened source, with the caches in front; the source is closed if opening fails. */

@@ -18,8 +18,10 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { Profile } from '../format/profile.js';
 import type { DiskCache } from '../cache/disk-cache.js';
 import type { BlobSource } from '../store/blob-store.js';
-import { fetchStartPacks, type StartPackResult } from '../image/start-pack.js';
-import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, recordsOfProfiles } from '../image/profiles.js';
+import { fetchStartPacks, type StartPackOptions, type StartPackResult } from '../image/start-pack.js';
+import { parseRef } from '../store/ref.js';
+import type { OciDigest } from '../chunk/digest.js';
+import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, readProfileTag, recordsOfProfiles } from '../image/profiles.js';
 import { action } from './command.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
 import { openImageWithCache, statsRecorderFor } from './open-image.js';
@@ -97,16 +99,43 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
   let storeReady: { chunks: ChunkStore; superblock: Superblock } | undefined;
   let cache: DiskCache | undefined;
   let packSource: BlobSource | undefined;
+  let manifestDigest: OciDigest | undefined;
   const packs: StartPackResult[] = [];
+  // Beside a start, from a tag: the profile tag (image/profiles.ts) is
+  // asked for with the manifest, and its start packs start coming at once,
+  // a round trip before the referrers could name them. Chunks are checked
+  // against their digests as always, so if the tag has moved on to another
+  // image, what came is only useless, and it stops when the manifest says so.
+  const ref = parseRef(refText);
+  let fromTag: TagPrefetch | undefined;
+  let fromTagStopped = false;
+  let cacheOpened: (disk: DiskCache) => void = () => undefined;
+  const cacheReady = new Promise<DiskCache>((resolve) => (cacheOpened = resolve));
+  const startFromTag = (source: BlobSource): void => {
+    const store = source.referrers?.();
+    if (!options.ordered || options.all || ref.kind !== 'registry' || ref.tag === undefined || store === undefined) return;
+    const packOptions: StartPackOptions = { parallel: PARALLEL, shouldStop: () => fromTagStopped || options.shouldStop?.() === true };
+    void readProfileTag(store, ref.tag, options.warn)
+      .catch(() => [])
+      .then((profiles) => {
+        if (fromTagStopped) return;
+        if (manifestDigest !== undefined && profiles.some((profile) => profile.image !== manifestDigest)) return;
+        fromTag = { profiles, packs: profiles.length === 0 ? Promise.resolve([]) : cacheReady.then((disk) => fetchStartPacks(source, profiles, undefined, disk, packOptions, options.warn)) };
+      });
+  };
   let early: Promise<FetchChunksResult> | undefined;
   const startEarly = (): void => {
     if (!options.ordered || options.all || early !== undefined || profilesRead === undefined || profilesRead.length === 0 || storeReady === undefined || cache === undefined) return;
     const records = recordsOfProfiles(profilesRead, storeReady.superblock);
     if (records === undefined) return;
     const { chunks, superblock } = storeReady;
+    const context: StartPackContext = { source: packSource!, cache, superblock, profiles: profilesRead, claimFirst: false, results: packs, warn: options.warn };
     // At read priority: in this process nothing else reads but the tree's opening, which must not hold these back.
     const fetch = { ...fetchOptions((chunk) => chunks.holds?.(chunk) === true), priority: 'read' as const };
-    early = fetchProfileChunks(chunks, records, fetch, { source: packSource!, cache, superblock, profiles: profilesRead, claimFirst: false, results: packs, warn: options.warn });
+    // The profile tag's answer came by now (it was asked before the manifest), or it is not waited for.
+    if (fromTag !== undefined && fromTag.profiles.length > 0 && fromTag.profiles.every((profile) => profile.image === manifestDigest)) context.started = fromTag;
+    else fromTagStopped = true;
+    early = fetchProfileChunks(chunks, records, fetch, context);
     early.catch(() => undefined); // awaited below
   };
   const { image, disk } = await openImageWithCache(refText, {
@@ -115,11 +144,15 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     log: options.warn,
     memoryCacheBytes: 1,
     access: options.access,
+    onSource: startFromTag,
     onCache: (disk) => {
       cache = disk;
+      cacheOpened(disk);
     },
     onManifest: (descriptor, source) => {
       packSource = source;
+      manifestDigest = descriptor.digest;
+      if (fromTag?.profiles.some((profile) => profile.image !== descriptor.digest)) fromTagStopped = true;
       const store = source.referrers?.();
       if (store === undefined) return;
       fetching = fetchProfiles(store, descriptor.digest, options.warn).then((profiles) => {
@@ -185,9 +218,18 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
       requests: image.fetched.fetches + packed().requests,
     };
   } finally {
+    // A start pack begun from the tag but not used (no records to go on, a moved tag) ends before the store closes.
+    fromTagStopped = true;
+    await fromTag?.packs.catch(() => undefined);
     recorder.stop();
     await image.source.close();
   }
+}
+
+/** Start packs begun from the profile tag: its profiles, and what their packs brought. */
+interface TagPrefetch {
+  profiles: Profile[];
+  packs: Promise<StartPackResult[]>;
 }
 
 interface StartPackContext {
@@ -197,6 +239,8 @@ interface StartPackContext {
   profiles: readonly Profile[];
   /** Claim before fetching (see StartPackOptions): unless a start waits on this very prefetch. */
   claimFirst: boolean;
+  /** Start packs already under way (from the profile tag), for the same image: not fetched again. */
+  started?: TagPrefetch;
   /** What each start pack fetched, for the figures. */
   results: StartPackResult[];
   warn: (message: string) => void;
@@ -209,9 +253,11 @@ interface StartPackContext {
  * when a pack cannot be had (its fault is reported to `warn`).
  */
 async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRecord[], fetch: FetchChunksOptions, context: StartPackContext): Promise<FetchChunksResult> {
-  const packs = await fetchStartPacks(
+  const started = context.started !== undefined ? await context.started.packs : [];
+  const covered = new Set(context.started?.profiles.map((profile) => profile.pack?.digest));
+  const packs = started.concat(await fetchStartPacks(
     context.source,
-    context.profiles,
+    context.profiles.filter((profile) => profile.pack === undefined || !covered.has(profile.pack.digest)),
     context.superblock,
     context.cache,
     {
@@ -221,7 +267,7 @@ async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRec
       ...(fetch.onProgress ? { onProgress: fetch.onProgress } : {}),
     },
     context.warn,
-  );
+  ));
   context.results.push(...packs);
   const rest = await fetchChunks(chunks, records, fetch);
   const written = packs.reduce((sum, pack) => sum + pack.written, 0);

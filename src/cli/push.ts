@@ -8,7 +8,7 @@ import { badInput } from '../errors.js';
 import type { OciDigest } from '../chunk/digest.js';
 import { RegistrySink } from '../registry/registry-store.js';
 import { copyImage } from '../store/copy-image.js';
-import { copyProfiles } from '../image/profiles.js';
+import { copyProfiles, writeProfileTag } from '../image/profiles.js';
 import { parseRef } from '../store/ref.js';
 import { action } from './command.js';
 import { openSource, openTarget } from './open-image.js';
@@ -59,6 +59,8 @@ async function runPush(srcText: string, dstText: string, flags: PushFlags): Prom
     const fromReferrers = source.referrers?.();
     const toReferrers = sink.referrers?.();
     const profiles = fromReferrers !== undefined && toReferrers !== undefined ? await copyProfiles(fromReferrers, toReferrers, copied.manifest.digest) : 0;
+    // The destination tag's profile tag lists the image's profiles there (image/profiles.ts).
+    if (toReferrers !== undefined && to.kind === 'registry' && to.tag !== undefined) await writeProfileTag(toReferrers, to.tag, copied.manifest.digest);
     const result = { ...copied, profiles };
     progress.stop();
     const seconds = (Date.now() - started) / 1000;

@@ -146,7 +146,8 @@ export async function runInContainer(refText: string, commandLine: string[], fla
         pageCache: flags.pageCache,
         fuseOptions,
         registry: flags,
-        ...(flags.prefetch ? { prefetch: true } : {}),
+        // This process fetches the profiles meanwhile (startEarlyPrefetch); the daemon goes on from there once it serves.
+        ...(flags.prefetch ? { prefetch: 'after-ready' as const } : {}),
         ...(extras.record !== undefined ? { record: extras.record } : {}),
       });
       container = daemon.container;

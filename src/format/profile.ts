@@ -31,6 +31,9 @@
  * chunk is still checked against its digest, so a wrong record can only
  * make a prefetch fetch something useless, never make a mount serve it.
  *
+ * `treeRecords` likewise: the superblock's records of `treeChunks`, so that
+ * a start pack can be fetched and checked before the superblock is in.
+ *
  * A profile with records may have a start pack (`pack`, the manifest's
  * second layer; image/start-pack.ts): its chunks, metadata then data in
  * profile order, compressed again together in frames, a fifth smaller
@@ -61,6 +64,8 @@ export interface Profile extends ChunkOrder {
   seconds: number;
   /** The records of `chunks`, in order, when the profile carries them. */
   records?: ChunkRecord[];
+  /** The records of `treeChunks`, in order, when the profile carries them (then a start pack needs no superblock). */
+  treeRecords?: ChunkRecord[];
   /** Its start pack, if it has one (only with records). */
   pack?: StartPack;
 }
@@ -123,6 +128,7 @@ export function encodeProfile(profile: Profile): Buffer {
     treeChunks: toRuns(profile.treeChunks),
     chunks: toRuns(profile.chunks),
     ...(profile.records !== undefined ? { records: encodeRecords(profile.records) } : {}),
+    ...(profile.treeRecords !== undefined ? { treeRecords: encodeRecords(profile.treeRecords) } : {}),
     ...(profile.pack !== undefined ? { pack: { digest: profile.pack.digest, size: profile.pack.size, frames: profile.pack.frames.map((frame) => [frame.compressedLength, frame.chunks]) } } : {}),
   });
 }
@@ -154,12 +160,12 @@ function encodeRecords(records: readonly ChunkRecord[]): string {
   return bytes.toString('base64');
 }
 
-function decodeRecords(value: unknown, count: number, what: string): ChunkRecord[] {
+function decodeRecords(value: unknown, count: number, what: string, field = 'records'): ChunkRecord[] {
   if (typeof value !== 'string' || value.length !== Math.ceil((count * CHUNK_RECORD_SIZE) / 3) * 4) {
-    throw corrupt(`${what}: "records" is not the base64 of ${count} chunk records`);
+    throw corrupt(`${what}: "${field}" is not the base64 of ${count} chunk records`);
   }
   const bytes = Buffer.from(value, 'base64');
-  if (bytes.length !== count * CHUNK_RECORD_SIZE) throw corrupt(`${what}: "records" holds ${bytes.length} bytes, not ${count} chunk records`);
+  if (bytes.length !== count * CHUNK_RECORD_SIZE) throw corrupt(`${what}: "${field}" holds ${bytes.length} bytes, not ${count} chunk records`);
   const records: ChunkRecord[] = [];
   for (let i = 0; i < count; i++) records.push(decodeChunk(bytes, i * CHUNK_RECORD_SIZE));
   return records;
@@ -187,6 +193,7 @@ export function decodeProfile(bytes: Buffer, what: string): Profile {
     treeChunks,
     chunks,
     ...(value.records !== undefined ? { records: decodeRecords(value.records, chunks.length, what) } : {}),
+    ...(value.treeRecords !== undefined ? { treeRecords: decodeRecords(value.treeRecords, treeChunks.length, what, 'treeRecords') } : {}),
     ...(value.pack !== undefined ? { pack: decodePack(value.pack, treeChunks.length + chunks.length, what) } : {}),
   };
 }

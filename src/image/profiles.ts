@@ -6,8 +6,8 @@
  */
 import { ociDigest, type OciDigest } from '../chunk/digest.js';
 import { corrupt, internal } from '../errors.js';
-import { embeddedContent, encodeJson, type Descriptor } from '../format/manifest.js';
-import { TESSERA_PROFILE_ARTIFACT_TYPE } from '../format/media-types.js';
+import { embeddedContent, encodeJson, isRecord, parseDescriptor, parseJson, type Descriptor } from '../format/manifest.js';
+import { OCI_INDEX_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE } from '../format/media-types.js';
 import {
   buildProfileManifest,
   CREATED_ANNOTATION,
@@ -93,6 +93,74 @@ export async function attachProfile(store: ReferrerStore, subject: Descriptor, p
   const descriptor = withEmbedded({ mediaType: manifest.mediaType, digest: ociDigest(bytes), size: bytes.length, artifactType: TESSERA_PROFILE_ARTIFACT_TYPE, annotations: manifest.annotations ?? {} }, bytes);
   await store.putReferrer(bytes, descriptor, subject.digest, replaces.map((entry) => entry.manifest.digest));
   return descriptor;
+}
+
+/** OCI's longest tag. */
+const MAX_TAG_LENGTH = 128;
+/** Keep in step with registry/referrers.ts, which leaves such tags out of image listings. */
+const PROFILE_TAG_SUFFIX = '.tessera-profiles';
+
+/**
+ * The profile tag of an image tag, `<tag>.tessera-profiles`: an image index
+ * listing the profiles of the image the tag named when they were recorded
+ * or pushed, their manifests embedded. The referrers of an image are found
+ * by its digest, so a start that knows only the tag has them two round
+ * trips after its first request (the manifest, then the referrers, then
+ * the start pack); asked for beside the manifest, the profile tag lets the
+ * start pack come one round trip sooner. A tag that has moved on lists
+ * another image's profiles, which a reader tells by their `image` and
+ * drops. Undefined when the name would be longer than a tag may be.
+ */
+export function profileTag(tag: string): string | undefined {
+  const name = `${tag}${PROFILE_TAG_SUFFIX}`;
+  return name.length <= MAX_TAG_LENGTH ? name : undefined;
+}
+
+/** Writes the profile tag of `tag` for `subject`: its profiles as listed now. False where the store keeps no tags of its own, or there are none. */
+export async function writeProfileTag(store: ReferrerStore, tag: string, subject: OciDigest): Promise<boolean> {
+  const name = profileTag(tag);
+  if (name === undefined || store.putTaggedIndex === undefined) return false;
+  const profiles = await listProfiles(store, subject);
+  if (profiles.length === 0) return false;
+  const entries = await Promise.all(
+    profiles.map(async (listed) => {
+      const { data: _embedded, ...descriptor } = listed.manifest;
+      return withEmbedded(descriptor, embeddedContent(listed.manifest) ?? (await store.fetchManifest(listed.manifest)));
+    }),
+  );
+  await store.putTaggedIndex(name, encodeJson({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests: entries }));
+  return true;
+}
+
+/**
+ * The profiles the profile tag of `tag` lists, whichever image they were
+ * recorded on (compare their `image`); none where there is no such tag.
+ * One that cannot be read is reported to `warn` and left out.
+ */
+export async function readProfileTag(store: ReferrerStore, tag: string, warn: (message: string) => void): Promise<Profile[]> {
+  const name = profileTag(tag);
+  if (name === undefined || store.fetchTaggedIndex === undefined) return [];
+  const bytes = await store.fetchTaggedIndex(name);
+  if (bytes === undefined) return [];
+  const what = `${store.name}:${name}`;
+  const value = parseJson(bytes, what);
+  if (!isRecord(value) || !Array.isArray(value.manifests)) throw corrupt(`${what}: not an image index`);
+  const read = await Promise.all(
+    value.manifests.map(async (entry, i) => {
+      try {
+        const descriptor = parseDescriptor(entry, `${what}: manifests[${i}]`);
+        const command = profileCommandOf(descriptor);
+        if (descriptor.artifactType !== TESSERA_PROFILE_ARTIFACT_TYPE || command === undefined) return undefined;
+        const manifest = embeddedContent(descriptor) ?? (await store.fetchManifest(descriptor));
+        const { subject } = parseProfileManifest(manifest, `${what}: profile ${descriptor.digest}`);
+        return await readProfile(store, { manifest: { ...descriptor, data: manifest.toString('base64') }, command, created: '' }, subject.digest);
+      } catch (error) {
+        warn(`ignoring entry ${i} of ${what}: ${error instanceof Error ? error.message : String(error)}`);
+        return undefined;
+      }
+    }),
+  );
+  return read.filter((profile): profile is Profile => profile !== undefined);
 }
 
 /** Copies the image's profiles from one store to another (after the image itself); returns how many. */

@@ -41,10 +41,14 @@ export const START_PACK_LEVEL = 19;
 const FRAME_BYTES = 1024 * 1024;
 const FIRST_FRAME_BYTES = 64 * 1024;
 
-/** The chunks a profile's start pack holds, in its order: its metadata chunks, then its data chunks; undefined if it cannot have one. */
-export function startPackChunks(profile: Profile, superblock: Superblock): ChunkRecord[] | undefined {
+/**
+ * The chunks a profile's start pack holds, in its order: its metadata
+ * chunks (from the profile's treeRecords, else the superblock), then its
+ * data chunks; undefined if it cannot have one, or if neither names them.
+ */
+export function startPackChunks(profile: Profile, superblock?: Superblock): ChunkRecord[] | undefined {
   if (profile.records === undefined) return undefined;
-  const tree = profile.treeChunks.map((index) => superblock.treeChunks[index]);
+  const tree = profile.treeRecords ?? profile.treeChunks.map((index) => superblock?.treeChunks[index]);
   if (tree.some((record) => record === undefined)) return undefined;
   return [...(tree as ChunkRecord[]), ...profile.records];
 }
@@ -223,7 +227,7 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
 export async function fetchStartPacks(
   source: BlobSource,
   profiles: readonly Profile[],
-  superblock: Superblock,
+  superblock: Superblock | undefined,
   sink: ChunkSink,
   options: StartPackOptions,
   warn: (message: string) => void,

@@ -25,9 +25,12 @@ export function referrersTag(digest: OciDigest): string {
   return digest.replace(':', '-');
 }
 
-/** Whether a tag is a referrers tag (not an image anyone tagged). */
+/** The suffix of profile tags (see image/profiles.ts profileTag). */
+export const PROFILE_TAG_SUFFIX = '.tessera-profiles';
+
+/** Whether a tag is a referrers tag or a profile tag (an index of artifacts, not an image anyone tagged). */
 export function isReferrersTag(tag: string): boolean {
-  return /^sha256-[0-9a-f]{64}$/.test(tag);
+  return /^sha256-[0-9a-f]{64}$/.test(tag) || tag.endsWith(PROFILE_TAG_SUFFIX);
 }
 
 /** The descriptors of an index's `manifests`, checked. */
@@ -95,6 +98,20 @@ export class RegistryReferrers implements ReferrerStore {
   async putBlob(data: Buffer): Promise<{ digest: OciDigest; size: number }> {
     const digest = await this.client.uploadBlob(this.repository, data);
     return { digest, size: data.length };
+  }
+
+  async putTaggedIndex(tag: string, index: Buffer): Promise<void> {
+    await this.client.putManifest(this.repository, tag, index, OCI_INDEX_MEDIA_TYPE);
+  }
+
+  async fetchTaggedIndex(tag: string): Promise<Buffer | undefined> {
+    try {
+      const fetched = await this.client.getManifest(this.repository, tag);
+      return fetched.mediaType === OCI_INDEX_MEDIA_TYPE ? fetched.bytes : undefined;
+    } catch (error) {
+      if (error instanceof TesseraError && error.kind === 'not-found') return undefined;
+      throw error;
+    }
   }
 
   async putReferrer(manifest: Buffer, descriptor: Descriptor, subject: OciDigest, replaces: readonly OciDigest[]): Promise<void> {

@@ -98,4 +98,8 @@ export interface ReferrerStore {
    * from the listing where the store keeps one.
    */
   putReferrer(manifest: Buffer, descriptor: Descriptor, subject: OciDigest, replaces: readonly OciDigest[]): Promise<void>;
+  /** Stores an image index under a tag (registries: the profile tag, image/profiles.ts). */
+  putTaggedIndex?(tag: string, index: Buffer): Promise<void>;
+  /** The image index under a tag, or undefined where there is none. */
+  fetchTaggedIndex?(tag: string): Promise<Buffer | undefined>;
 }

@@ -15,9 +15,9 @@ import { ociDigest, type OciDigest } from '../../src/chunk/digest.js';
 import { embeddedContent, encodeJson, type Descriptor } from '../../src/format/manifest.js';
 import { OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../../src/format/media-types.js';
 import type { Profile } from '../../src/format/profile.js';
-import { attachProfile, copyProfiles, listProfiles, readProfile, recordsOfProfiles } from '../../src/image/profiles.js';
+import { attachProfile, copyProfiles, listProfiles, profileTag, readProfile, readProfileTag, recordsOfProfiles, writeProfileTag } from '../../src/image/profiles.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { parseReferrersIndex, RegistryReferrers, referrersTag } from '../../src/registry/referrers.js';
+import { isReferrersTag, parseReferrersIndex, RegistryReferrers, referrersTag } from '../../src/registry/referrers.js';
 import type { ReferrerStore } from '../../src/store/blob-store.js';
 import { LayoutReferrers } from '../../src/store/layout-referrers.js';
 import { OciLayout } from '../../src/store/oci-layout.js';
@@ -93,8 +93,8 @@ async function apiRegistry(): Promise<ApiRegistry> {
 }
 
 /** A small OCI image pushed to a registry, to be the subject. */
-async function pushImage(client: RegistryClient, repository: string): Promise<Descriptor> {
-  const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
+async function pushImage(client: RegistryClient, repository: string, variant = ''): Promise<Descriptor> {
+  const config = Buffer.from(`{"architecture":"amd64","os":"linux"${variant ? `,"variant":${JSON.stringify(variant)}` : ''}}`);
   const configDigest = await client.uploadBlob(repository, config);
   const manifest = encodeJson({ schemaVersion: 2, mediaType: OCI_MANIFEST_MEDIA_TYPE, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: [] });
   await client.putManifest(repository, 'v1', manifest, OCI_MANIFEST_MEDIA_TYPE);
@@ -168,6 +168,32 @@ describe('profiles as referrers', () => {
     });
     const [newest] = await listProfiles(indexOnly, subject.digest);
     assert.deepEqual((await readProfile(indexOnly, newest!, subject.digest)).chunks, [4, 5]);
+  });
+
+  test("the profile tag lists an image tag's profiles, read without the image's digest; another image's are told by their image", async () => {
+    const registryClient = client(registry.host);
+    const subject = await pushImage(registryClient, 'tagged');
+    const store = new RegistryReferrers(registryClient, 'tagged');
+    assert.equal(profileTag('v1'), 'v1.tessera-profiles');
+    assert.equal(profileTag('x'.repeat(120)), undefined, 'a name longer than a tag may be');
+    assert.deepEqual(await readProfileTag(store, 'v1', () => assert.fail('warned')), [], 'no tag: no profiles');
+    assert.equal(await writeProfileTag(store, 'v1', subject.digest), false, 'an empty profile tag was written');
+    await attachProfile(store, subject, profileOf(subject.digest, ['python3', '-V'], [1, 2, 3]));
+    await attachProfile(store, subject, profileOf(subject.digest, ['sh', '-c', 'true'], [9]));
+    assert.equal(await writeProfileTag(store, 'v1', subject.digest), true);
+    const read = await readProfileTag(store, 'v1', () => assert.fail('warned'));
+    assert.deepEqual(read.map((profile) => [profile.command, profile.image]), [
+      [['sh', '-c', 'true'], subject.digest],
+      [['python3', '-V'], subject.digest],
+    ]);
+    // Not an image: image listings (what a build dedups against) leave it out.
+    const tags = await registryClient.listTags('tagged');
+    assert.ok(tags.includes('v1.tessera-profiles'));
+    assert.ok(isReferrersTag('v1.tessera-profiles'));
+    // The tag moved on: its profile tag names the old image's profiles, which a reader compares with what it resolved.
+    const moved = await pushImage(registryClient, 'tagged', 'another image');
+    assert.notEqual(moved.digest, subject.digest);
+    assert.ok((await readProfileTag(store, 'v1', () => undefined)).every((profile) => profile.image === subject.digest));
   });
 
   test('a registry with the referrers API: listed by the API, no tag written', async () => {

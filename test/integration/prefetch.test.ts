@@ -117,6 +117,9 @@ describe('prefetch profiles', () => {
       );
       assert.equal(manifest.layers[1]!.digest, recorded.startPack.digest);
       assert.equal(await client.blobSize('debian/update', recorded.startPack.digest as `sha256:${string}`), recorded.startPack.bytes);
+      // The profile tag of v1 lists it too, for a start that knows only the tag.
+      const tagged = parseReferrersIndex((await client.getManifest('debian/update', 'v1.tessera-profiles')).bytes, 'profile tag');
+      assert.deepEqual(tagged.map((entry) => entry.digest), [recorded.profile]);
     } finally {
       await client.close();
     }
@@ -264,6 +267,21 @@ describe('prefetch profiles', () => {
     assert.equal(fromLayout.stderr, '', 'the copy lacks its start packs');
     // Pushing again copies nothing new.
     assert.equal((JSON.parse((await tesseraOk(['push', '--json', ref, other])).stdout) as { profiles: number }).profiles, 0);
+  });
+
+  test('a moved tag: run --prefetch starts the image the tag names now, whatever its stale profile tag says', async () => {
+    const moved = `docker://${proxy.host}/debian/moved:v1`;
+    // The profiles and the profile tag come along; then the tag moves to another image, and its profile tag stays behind.
+    await tesseraOk(['push', ref, moved]);
+    await tesseraOk(['build', await debianRootfs('minbase'), moved]);
+    const client = new RegistryClient(registry.host);
+    try {
+      assert.ok((await client.listTags('debian/moved')).includes('v1.tessera-profiles'), 'push wrote no profile tag');
+    } finally {
+      await client.close();
+    }
+    const run = await tesseraOk(['run', '--prefetch', '--cache-dir', scratch.path('cache-moved'), moved, '--', 'sh', '-c', 'cat /etc/debian_version; ls /usr/bin/python3 2>&1 || true']);
+    assert.match(run.stdout, /^12\.\d+\n.*No such file/s, 'the start ran on the old image, or failed');
   });
 
   test('optimize works on an OCI layout too', async () => {
