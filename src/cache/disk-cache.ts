@@ -276,8 +276,8 @@ export class DiskCachedStore implements ChunkStore {
     let claim = claims.claim(key);
     const side = claim === 'ours' ? claims.whenReleased(key) : undefined;
     if (side !== undefined) {
-      // A start pack of this process brings it.
-      await side;
+      // A start pack of this process brings it (or, past the wait, this read fetches it itself).
+      await Promise.race([side, new Promise((resolve) => setTimeout(resolve, CLAIM_WAIT_MS).unref())]);
       const fetched = this.cache.read(chunk, false);
       if (fetched !== undefined) return fetched;
     }

@@ -124,14 +124,18 @@ export class FetchClaims {
     let release = (): void => undefined;
     const released = new Promise<void>((resolve) => (release = resolve));
     this.sideFetches.set(hex, { released, release });
+    let made = false;
     try {
       const file = await fsp.open(this.marker(hex), 'wx', 0o600);
+      made = true;
       try {
         await file.write(String(process.pid));
       } finally {
         await file.close();
       }
     } catch (error) {
+      // A marker made but not written would read as another's live claim: not left behind.
+      if (made) await fsp.rm(this.marker(hex), { force: true }).catch(() => undefined);
       this.creating.delete(hex);
       this.sideFetches.delete(hex);
       release();

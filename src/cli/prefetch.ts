@@ -18,7 +18,7 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { Profile } from '../format/profile.js';
 import type { DiskCache } from '../cache/disk-cache.js';
 import type { BlobSource } from '../store/blob-store.js';
-import { fetchStartPacks, type StartPackOptions, type StartPackResult } from '../image/start-pack.js';
+import { fetchStartPacks, startPackChunks, type StartPackOptions, type StartPackResult } from '../image/start-pack.js';
 import { parseRef } from '../store/ref.js';
 import type { OciDigest } from '../chunk/digest.js';
 import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, readProfileTag, recordsOfProfiles } from '../image/profiles.js';
@@ -109,19 +109,33 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
   const ref = parseRef(refText);
   let fromTag: TagPrefetch | undefined;
   let fromTagStopped = false;
+  let fromTagUsed = false;
+  let tagRead: Promise<void> | undefined;
+  // Once stopped, what the tag's fetch runs into (a closed store) is nobody's concern.
+  const tagWarn = (message: string): void => void (fromTagStopped || options.warn(message));
   let cacheOpened: (disk: DiskCache) => void = () => undefined;
   const cacheReady = new Promise<DiskCache>((resolve) => (cacheOpened = resolve));
   const startFromTag = (source: BlobSource): void => {
     const store = source.referrers?.();
     if (!options.ordered || options.all || ref.kind !== 'registry' || ref.tag === undefined || store === undefined) return;
     const packOptions: StartPackOptions = { parallel: PARALLEL, shouldStop: () => fromTagStopped || options.shouldStop?.() === true };
-    void readProfileTag(store, ref.tag, options.warn)
+    tagRead = readProfileTag(store, ref.tag, tagWarn)
       .catch(() => [])
       .then((profiles) => {
-        if (fromTagStopped) return;
+        if (fromTagStopped || profiles.length === 0) return;
         if (manifestDigest !== undefined && profiles.some((profile) => profile.image !== manifestDigest)) return;
-        fromTag = { profiles, packs: profiles.length === 0 ? Promise.resolve([]) : cacheReady.then((disk) => fetchStartPacks(source, profiles, undefined, disk, packOptions, options.warn)) };
+        const attempted = new Set(profiles.filter((profile) => profile.pack !== undefined && startPackChunks(profile) !== undefined).map((profile) => profile.pack!.digest));
+        fromTag = { profiles, attempted, packs: cacheReady.then((disk) => fetchStartPacks(source, profiles, undefined, disk, packOptions, tagWarn)) };
       });
+  };
+  /** The profile tag's start packs, if they are for the image resolved (its answer came before the referrers', asked before the manifest); else they stop. */
+  const takeFromTag = (): TagPrefetch | undefined => {
+    if (fromTag !== undefined && !fromTagStopped && fromTag.profiles.every((profile) => profile.image === manifestDigest)) {
+      fromTagUsed = true;
+      return fromTag;
+    }
+    fromTagStopped = true;
+    return undefined;
   };
   let early: Promise<FetchChunksResult> | undefined;
   const startEarly = (): void => {
@@ -129,43 +143,55 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     const records = recordsOfProfiles(profilesRead, storeReady.superblock);
     if (records === undefined) return;
     const { chunks, superblock } = storeReady;
-    const context: StartPackContext = { source: packSource!, cache, superblock, profiles: profilesRead, claimFirst: false, results: packs, warn: options.warn };
+    const started = takeFromTag();
+    const context: StartPackContext = { source: packSource!, cache, superblock, profiles: profilesRead, claimFirst: false, results: packs, warn: options.warn, ...(started ? { started } : {}) };
     // At read priority: in this process nothing else reads but the tree's opening, which must not hold these back.
     const fetch = { ...fetchOptions((chunk) => chunks.holds?.(chunk) === true), priority: 'read' as const };
-    // The profile tag's answer came by now (it was asked before the manifest), or it is not waited for.
-    if (fromTag !== undefined && fromTag.profiles.length > 0 && fromTag.profiles.every((profile) => profile.image === manifestDigest)) context.started = fromTag;
-    else fromTagStopped = true;
     early = fetchProfileChunks(chunks, records, fetch, context);
     early.catch(() => undefined); // awaited below
   };
-  const { image, disk } = await openImageWithCache(refText, {
-    cacheDir: options.cacheDir,
-    ...(options.cacheMax !== undefined ? { cacheMax: options.cacheMax } : {}),
-    log: options.warn,
-    memoryCacheBytes: 1,
-    access: options.access,
-    onSource: startFromTag,
-    onCache: (disk) => {
-      cache = disk;
-      cacheOpened(disk);
-    },
-    onManifest: (descriptor, source) => {
-      packSource = source;
-      manifestDigest = descriptor.digest;
-      if (fromTag?.profiles.some((profile) => profile.image !== descriptor.digest)) fromTagStopped = true;
-      const store = source.referrers?.();
-      if (store === undefined) return;
-      fetching = fetchProfiles(store, descriptor.digest, options.warn).then((profiles) => {
-        profilesRead = profiles;
+  const endFromTag = async (): Promise<void> => {
+    fromTagStopped = true;
+    await tagRead;
+    const unused = fromTagUsed ? undefined : fromTag;
+    // What it fetched before it stopped counts too.
+    if (unused !== undefined) packs.push(...(await unused.packs.catch(() => [])));
+  };
+  let opened;
+  try {
+    opened = await openImageWithCache(refText, {
+      cacheDir: options.cacheDir,
+      ...(options.cacheMax !== undefined ? { cacheMax: options.cacheMax } : {}),
+      log: options.warn,
+      memoryCacheBytes: 1,
+      access: options.access,
+      onSource: startFromTag,
+      onCache: (disk) => {
+        cache = disk;
+        cacheOpened(disk);
+      },
+      onManifest: (descriptor, source) => {
+        packSource = source;
+        manifestDigest = descriptor.digest;
+        if (fromTag?.profiles.some((profile) => profile.image !== descriptor.digest)) fromTagStopped = true;
+        const store = source.referrers?.();
+        if (store === undefined) return;
+        fetching = fetchProfiles(store, descriptor.digest, options.warn).then((profiles) => {
+          profilesRead = profiles;
+          startEarly();
+          return profiles;
+        });
+      },
+      onChunkStore: (chunks, superblock) => {
+        storeReady = { chunks, superblock };
         startEarly();
-        return profiles;
-      });
-    },
-    onChunkStore: (chunks, superblock) => {
-      storeReady = { chunks, superblock };
-      startEarly();
-    },
-  });
+      },
+    });
+  } catch (error) {
+    await endFromTag();
+    throw error;
+  }
+  const { image, disk } = opened;
   const packed = (): { chunks: number; bytes: number; requests: number } => ({
     chunks: packs.reduce((sum, pack) => sum + pack.written, 0),
     bytes: packs.reduce((sum, pack) => sum + pack.bytes, 0),
@@ -193,7 +219,10 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     } else if (profiles.length > 0) {
       const { tree, data } = await chunksOfOrder(image, mergeOrders(profiles));
       const fetch = { ...fetchOptions((chunk) => disk!.has(chunk)), onProgress: (done: number, total: number) => options.onProgress?.(done, total) };
-      count(await fetchProfileChunks(image.chunks, [...tree, ...data], fetch, { source: image.source, cache: disk!, superblock: image.superblock, profiles, claimFirst: true, results: packs, warn: options.warn }));
+      const started = takeFromTag();
+      count(
+        await fetchProfileChunks(image.chunks, [...tree, ...data], fetch, { source: image.source, cache: disk!, superblock: image.superblock, profiles, claimFirst: true, results: packs, warn: options.warn, ...(started ? { started } : {}) }),
+      );
       if (metadata.length > 0) phases.push(metadata);
     } else if (!options.all) {
       phases.push([...treeChunks]);
@@ -218,17 +247,17 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
       requests: image.fetched.fetches + packed().requests,
     };
   } finally {
-    // A start pack begun from the tag but not used (no records to go on, a moved tag) ends before the store closes.
-    fromTagStopped = true;
-    await fromTag?.packs.catch(() => undefined);
+    // A start pack begun from the tag but not used (a moved tag) ends before the store closes.
+    await endFromTag();
     recorder.stop();
     await image.source.close();
   }
 }
 
-/** Start packs begun from the profile tag: its profiles, and what their packs brought. */
+/** Start packs begun from the profile tag: its profiles, the packs it could fetch, and what they brought. */
 interface TagPrefetch {
   profiles: Profile[];
+  attempted: Set<string>;
   packs: Promise<StartPackResult[]>;
 }
 
@@ -253,8 +282,8 @@ interface StartPackContext {
  * when a pack cannot be had (its fault is reported to `warn`).
  */
 async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRecord[], fetch: FetchChunksOptions, context: StartPackContext): Promise<FetchChunksResult> {
-  const started = context.started !== undefined ? await context.started.packs : [];
-  const covered = new Set(context.started?.profiles.map((profile) => profile.pack?.digest));
+  const started = context.started !== undefined ? await context.started.packs.catch(() => []) : [];
+  const covered = context.started?.attempted ?? new Set<string>();
   const packs = started.concat(await fetchStartPacks(
     context.source,
     context.profiles.filter((profile) => profile.pack === undefined || !covered.has(profile.pack.digest)),
@@ -269,9 +298,12 @@ async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRec
     context.warn,
   ));
   context.results.push(...packs);
-  const rest = await fetchChunks(chunks, records, fetch);
+  const packBytes = packs.reduce((sum, pack) => sum + pack.bytes, 0);
+  const onProgress = fetch.onProgress;
+  // The bar goes on from the packs' bytes, not back to zero.
+  const rest = await fetchChunks(chunks, records, { ...fetch, ...(onProgress ? { onProgress: (done: number, total: number) => onProgress(packBytes + done, packBytes + total) } : {}) });
   const written = packs.reduce((sum, pack) => sum + pack.written, 0);
-  return { chunks: rest.chunks, missing: written + rest.missing, bytes: packs.reduce((sum, pack) => sum + pack.bytes, 0) + rest.bytes };
+  return { chunks: rest.chunks, missing: Math.min(rest.chunks, written + rest.missing), bytes: packBytes + rest.bytes };
 }
 
 async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void> {

@@ -60,7 +60,12 @@ async function runPush(srcText: string, dstText: string, flags: PushFlags): Prom
     const toReferrers = sink.referrers?.();
     const profiles = fromReferrers !== undefined && toReferrers !== undefined ? await copyProfiles(fromReferrers, toReferrers, copied.manifest.digest) : 0;
     // The destination tag's profile tag lists the image's profiles there (image/profiles.ts).
-    if (toReferrers !== undefined && to.kind === 'registry' && to.tag !== undefined) await writeProfileTag(toReferrers, to.tag, copied.manifest.digest);
+    if (toReferrers !== undefined && to.kind === 'registry' && to.tag !== undefined) {
+      // Only a shortcut for starts (the referrers hold the profiles): a registry that refuses it does not fail the push.
+      await writeProfileTag(toReferrers, to.tag, copied.manifest.digest).catch((error: unknown) =>
+        process.stderr.write(`tessera push: the image and its profiles are copied, but not the profile tag: ${error instanceof Error ? error.message : String(error)}\n`),
+      );
+    }
     const result = { ...copied, profiles };
     progress.stop();
     const seconds = (Date.now() - started) / 1000;

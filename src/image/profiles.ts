@@ -41,8 +41,13 @@ const sameCommand = (a: readonly string[], b: readonly string[]): boolean => a.l
  * registry with a referrers API keeps the ones a new recording replaced).
  */
 export async function listProfiles(store: ReferrerStore, image: OciDigest): Promise<ListedProfile[]> {
+  return profilesAmong(await store.listReferrers(image));
+}
+
+/** The profiles among referrer descriptors, newest first, one per command. */
+function profilesAmong(descriptors: readonly Descriptor[]): ListedProfile[] {
   const listed: ListedProfile[] = [];
-  for (const descriptor of await store.listReferrers(image)) {
+  for (const descriptor of descriptors) {
     if (descriptor.artifactType !== TESSERA_PROFILE_ARTIFACT_TYPE) continue;
     const command = profileCommandOf(descriptor);
     if (command === undefined) continue;
@@ -95,6 +100,8 @@ export async function attachProfile(store: ReferrerStore, subject: Descriptor, p
   return descriptor;
 }
 
+/** More profiles than anyone records for one image: bounds what a hostile profile tag makes a reader fetch. */
+const MAX_TAGGED_PROFILES = 256;
 /** OCI's longest tag. */
 const MAX_TAG_LENGTH = 128;
 /** Keep in step with registry/referrers.ts, which leaves such tags out of image listings. */
@@ -121,7 +128,8 @@ export async function writeProfileTag(store: ReferrerStore, tag: string, subject
   const name = profileTag(tag);
   if (name === undefined || store.putTaggedIndex === undefined) return false;
   const profiles = await listProfiles(store, subject);
-  if (profiles.length === 0) return false;
+  // None: a profile tag left from the image the tag named before is emptied, so no start fetches that image's packs.
+  if (profiles.length === 0 && (await store.fetchTaggedIndex?.(name)) === undefined) return false;
   const entries = await Promise.all(
     profiles.map(async (listed) => {
       const { data: _embedded, ...descriptor } = listed.manifest;
@@ -145,17 +153,16 @@ export async function readProfileTag(store: ReferrerStore, tag: string, warn: (m
   const what = `${store.name}:${name}`;
   const value = parseJson(bytes, what);
   if (!isRecord(value) || !Array.isArray(value.manifests)) throw corrupt(`${what}: not an image index`);
+  if (value.manifests.length > MAX_TAGGED_PROFILES) throw corrupt(`${what}: ${value.manifests.length} entries, more than a profile tag holds`);
+  const listed = profilesAmong(value.manifests.map((entry, i) => parseDescriptor(entry, `${what}: manifests[${i}]`)));
   const read = await Promise.all(
-    value.manifests.map(async (entry, i) => {
+    listed.map(async (entry) => {
       try {
-        const descriptor = parseDescriptor(entry, `${what}: manifests[${i}]`);
-        const command = profileCommandOf(descriptor);
-        if (descriptor.artifactType !== TESSERA_PROFILE_ARTIFACT_TYPE || command === undefined) return undefined;
-        const manifest = embeddedContent(descriptor) ?? (await store.fetchManifest(descriptor));
-        const { subject } = parseProfileManifest(manifest, `${what}: profile ${descriptor.digest}`);
-        return await readProfile(store, { manifest: { ...descriptor, data: manifest.toString('base64') }, command, created: '' }, subject.digest);
+        const manifest = embeddedContent(entry.manifest) ?? (await store.fetchManifest(entry.manifest));
+        const { subject } = parseProfileManifest(manifest, `${what}: profile ${entry.manifest.digest}`);
+        return await readProfile(store, { ...entry, manifest: { ...entry.manifest, data: manifest.toString('base64') } }, subject.digest);
       } catch (error) {
-        warn(`ignoring entry ${i} of ${what}: ${error instanceof Error ? error.message : String(error)}`);
+        warn(`ignoring profile ${entry.manifest.digest} of ${what}: ${error instanceof Error ? error.message : String(error)}`);
         return undefined;
       }
     }),

@@ -27,6 +27,7 @@ import type { Superblock } from '../format/superblock.js';
 import type { ChunkRecord } from '../format/tree-layout.js';
 import type { BlobSource } from '../store/blob-store.js';
 import { verifyChunk } from '../store/pack-chunks.js';
+import { TESSERA_CHUNKING } from '../chunk/fastcdc.js';
 import { describeCommand } from './profiles.js';
 
 /** zstd's level for start packs: written once per profile, read by every cold start. */
@@ -40,6 +41,9 @@ export const START_PACK_LEVEL = 19;
  */
 const FRAME_BYTES = 1024 * 1024;
 const FIRST_FRAME_BYTES = 64 * 1024;
+/** The most a frame may expand to (one chunk may exceed the frame size), and its compressed length at most (zstd's bound): a hostile pack cannot make a reader allocate more. */
+const MAX_FRAME_RAW_BYTES = FRAME_BYTES + TESSERA_CHUNKING.maxSize;
+const compressBound = (raw: number): number => raw + (raw >> 7) + 4096;
 
 /**
  * The chunks a profile's start pack holds, in its order: its metadata
@@ -50,7 +54,9 @@ export function startPackChunks(profile: Profile, superblock?: Superblock): Chun
   if (profile.records === undefined) return undefined;
   const tree = profile.treeRecords ?? profile.treeChunks.map((index) => superblock?.treeChunks[index]);
   if (tree.some((record) => record === undefined)) return undefined;
-  return [...(tree as ChunkRecord[]), ...profile.records];
+  const chunks = [...(tree as ChunkRecord[]), ...profile.records];
+  // A profile is not trusted with sizes: a chunk is never larger than the chunker cuts.
+  return chunks.every((chunk) => chunk.length > 0 && chunk.length <= TESSERA_CHUNKING.maxSize) ? chunks : undefined;
 }
 
 /** Compresses the chunks into a start pack: the blob, and its frames. */
@@ -153,6 +159,10 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
   let first = 0;
   for (const frame of pack.frames) {
     const members = chunks.slice(first, first + frame.chunks);
+    const raw = members.reduce((sum, chunk) => sum + chunk.length, 0);
+    if (raw > MAX_FRAME_RAW_BYTES || frame.compressedLength > compressBound(raw)) {
+      throw corrupt(`${what}: the frame at ${offset} holds ${raw} bytes in ${frame.compressedLength}, more than a start pack's frame may`);
+    }
     const wanted = members.filter((chunk) => !sink.has(chunk));
     if (wanted.length > 0) frames.push({ offset, length: frame.compressedLength, chunks: members, wanted });
     offset += frame.compressedLength;
@@ -206,12 +216,15 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
   };
   try {
     const workers = Array.from({ length: Math.max(1, Math.min(options.parallel, frames.length)) }, worker);
-    // The first requests are out: now the claims, in the frames' order.
-    setImmediate(() => frames.forEach(claimsOf));
+    // The first requests are out: now the claims, in the frames' order, so
+    // that another process waits for them. (Claiming first, each frame's
+    // claims are made when its turn comes: readers here would otherwise
+    // wait on frames far down the pack.)
+    if (options.claimFirst !== true) setImmediate(() => frames.forEach((frame) => void (stopped() || claimsOf(frame))));
     await Promise.all(workers);
   } finally {
-    // Every claim made, so that none is left behind (a failure may come before the claims are all in).
-    await Promise.all(frames.map(claimsOf));
+    // Every claim under way settles, so that none is left behind (a failure may come before they are all in).
+    await Promise.all(frames.map((frame) => frame.claimed));
     for (const hex of [...mine]) release(hex);
   }
   if (failure !== undefined) throw failure;

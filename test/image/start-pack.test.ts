@@ -12,7 +12,7 @@ import { compressChunk } from '../../src/chunk/compress.js';
 import { ociDigest, sha256, type OciDigest } from '../../src/chunk/digest.js';
 import type { StartPack } from '../../src/format/profile.js';
 import type { ChunkRecord } from '../../src/format/tree-layout.js';
-import { buildStartPack, fetchStartPack, START_PACK_LEVEL, type ChunkSink } from '../../src/image/start-pack.js';
+import { buildStartPack, fetchStartPack, START_PACK_LEVEL, startPackChunks, type ChunkSink } from '../../src/image/start-pack.js';
 import type { BlobSource, ByteRange } from '../../src/store/blob-store.js';
 
 /** Chunks of 48 KiB, half random (incompressible), half text-like. */
@@ -125,6 +125,23 @@ describe('start packs', () => {
     for (const record of records.slice(0, before)) assert.ok(sink.written.has(record.digest.toString('hex')), 'the frames before the damaged one were not kept');
     for (const record of records.slice(before + pack.frames[2]!.chunks)) assert.ok(!sink.written.has(record.digest.toString('hex')), 'the fetch went on after the damage');
     assert.equal(sink.claimed.size, 0, 'claims left behind');
+  });
+
+  test('a hostile profile cannot make a reader allocate: chunks larger than the chunker cuts, frames larger than a frame may be', async () => {
+    const { records, data } = makeChunks(3);
+    const profile = { formatVersion: 1 as const, image: `sha256:${'a'.repeat(64)}` as const, command: ['x'], seconds: 0, treeChunks: [], chunks: [0, 1, 2], treeRecords: [] };
+    assert.equal(startPackChunks({ ...profile, records })?.length, 3);
+    assert.equal(startPackChunks({ ...profile, records: [...records.slice(0, 2), { ...records[2]!, length: 2 ** 31 }] }), undefined, 'a 2 GiB chunk was accepted');
+    assert.equal(startPackChunks({ ...profile, records: [...records.slice(0, 2), { ...records[2]!, length: 0 }] }), undefined);
+    // A frame said to hold a lot in a few bytes (a zstd bomb): refused before anything is fetched.
+    const { blob, pack } = await packOf(records, data);
+    const big = Array.from({ length: 8 }, (_, i) => ({ ...records[0]!, digest: Buffer.alloc(32, i), length: 256 * 1024 }));
+    const source = sourceOf(blob);
+    await assert.rejects(
+      fetchStartPack(source, { ...pack, frames: [{ compressedLength: pack.size, chunks: 8 }] }, big, sinkOf(), { parallel: 1 }),
+      /holds 2097152 bytes in \d+, more than a start pack's frame may/,
+    );
+    assert.equal(source.asked.length, 0);
   });
 
   test('a pack whose frames do not hold the chunks given is refused before anything is fetched', async () => {
