@@ -22,7 +22,7 @@ import { fetchInBackground, fetchSmallMetadata } from '../image/background-fetch
 import type { Image } from '../image/image.js';
 import { describeCommand, fetchProfiles, keepFitting, mergeOrders } from '../image/profiles.js';
 import { DEFAULT_READ_AHEAD, ReadAhead, type ReadAheadLimits } from '../image/read-ahead.js';
-import { fetchStartPacks, type StartPackResult } from '../image/start-pack.js';
+import { fetchStartPacks, startPackTotals, type StartPackResult } from '../image/start-pack.js';
 import { stderrLogger, type Logger } from '../log.js';
 import type { BlobSource } from '../store/blob-store.js';
 import { formatRef, parseRef } from '../store/ref.js';
@@ -62,7 +62,7 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
     diskCache = opened.disk;
     if (opened.disk) {
       const started = prefetch;
-      recorder = statsRecorderFor(image, opened.disk, () => started?.packFetches() ?? { chunks: 0, bytes: 0, requests: 0 });
+      recorder = statsRecorderFor(image, opened.disk, () => started?.packFetches() ?? startPackTotals([]));
       recorder.start();
     }
     if (options.record !== undefined) {
@@ -198,11 +198,7 @@ class BackgroundPrefetch {
 
   /** What the start packs brought, for the cache's statistics. */
   packFetches(): OtherFetches {
-    return {
-      chunks: this.packs.reduce((sum, pack) => sum + pack.written, 0),
-      bytes: this.packs.reduce((sum, pack) => sum + pack.bytes, 0),
-      requests: this.packs.reduce((sum, pack) => sum + pack.requests, 0),
-    };
+    return startPackTotals(this.packs);
   }
 
   private seconds(): string {

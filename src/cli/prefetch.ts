@@ -18,7 +18,7 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { Profile } from '../format/profile.js';
 import type { DiskCache } from '../cache/disk-cache.js';
 import type { BlobSource } from '../store/blob-store.js';
-import { fetchStartPacks, startPackChunks, type StartPackOptions, type StartPackResult } from '../image/start-pack.js';
+import { fetchStartPacks, startPackChunks, startPackTotals, type StartPackOptions, type StartPackResult } from '../image/start-pack.js';
 import { parseRef } from '../store/ref.js';
 import type { OciDigest } from '../chunk/digest.js';
 import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, readProfileTag, recordsOfProfiles } from '../image/profiles.js';
@@ -192,12 +192,7 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
     throw error;
   }
   const { image, disk } = opened;
-  const packed = (): { chunks: number; bytes: number; requests: number } => ({
-    chunks: packs.reduce((sum, pack) => sum + pack.written, 0),
-    bytes: packs.reduce((sum, pack) => sum + pack.bytes, 0),
-    requests: packs.reduce((sum, pack) => sum + pack.requests, 0),
-  });
-  const recorder = statsRecorderFor(image, disk!, packed);
+  const recorder = statsRecorderFor(image, disk!, () => startPackTotals(packs));
   try {
     const profiles = keepFitting(await fetching, image, options.warn);
     const treeChunks = image.superblock.treeChunks;
@@ -242,9 +237,9 @@ export async function prefetchImage(refText: string, options: PrefetchOptions): 
       profiles: profiles.map((profile) => profile.command),
       chunks: wanted,
       alreadyCached: wanted - missing,
-      fetchedChunks: image.fetched.chunks + packed().chunks,
-      fetchedBytes: image.fetched.bytes + packed().bytes,
-      requests: image.fetched.fetches + packed().requests,
+      fetchedChunks: image.fetched.chunks + startPackTotals(packs).chunks,
+      fetchedBytes: image.fetched.bytes + startPackTotals(packs).bytes,
+      requests: image.fetched.fetches + startPackTotals(packs).requests,
     };
   } finally {
     // A start pack begun from the tag but not used (a moved tag) ends before the store closes.
@@ -298,12 +293,11 @@ async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRec
     context.warn,
   ));
   context.results.push(...packs);
-  const packBytes = packs.reduce((sum, pack) => sum + pack.bytes, 0);
+  const totals = startPackTotals(packs);
   const onProgress = fetch.onProgress;
   // The bar goes on from the packs' bytes, not back to zero.
-  const rest = await fetchChunks(chunks, records, { ...fetch, ...(onProgress ? { onProgress: (done: number, total: number) => onProgress(packBytes + done, packBytes + total) } : {}) });
-  const written = packs.reduce((sum, pack) => sum + pack.written, 0);
-  return { chunks: rest.chunks, missing: Math.min(rest.chunks, written + rest.missing), bytes: packBytes + rest.bytes };
+  const rest = await fetchChunks(chunks, records, { ...fetch, ...(onProgress ? { onProgress: (done: number, total: number) => onProgress(totals.bytes + done, totals.bytes + total) } : {}) });
+  return { chunks: rest.chunks, missing: Math.min(rest.chunks, totals.chunks + rest.missing), bytes: totals.bytes + rest.bytes };
 }
 
 async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void> {

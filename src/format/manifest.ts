@@ -7,6 +7,7 @@
 import { badInput, corrupt } from '../errors.js';
 import { isOciDigest, ociDigest, type OciDigest } from '../chunk/digest.js';
 import {
+  OCI_INDEX_MEDIA_TYPE,
   OCI_MANIFEST_MEDIA_TYPE,
   TESSERA_ARTIFACT_TYPE,
   TESSERA_CONFIG_MEDIA_TYPE,
@@ -130,6 +131,18 @@ export function parseDescriptor(value: unknown, what: string): Descriptor {
     if (typeof value.platform.variant === 'string') descriptor.platform.variant = value.platform.variant;
   }
   return descriptor;
+}
+
+/** The descriptors of an image index's `manifests`, checked (a referrers index, a profile tag). */
+export function parseIndexEntries(bytes: Buffer, what: string): Descriptor[] {
+  const value = parseJson(bytes, what);
+  if (!isRecord(value) || !Array.isArray(value.manifests)) throw corrupt(`${what}: not an image index`);
+  return value.manifests.map((entry, i) => parseDescriptor(entry, `${what}: manifests[${i}]`));
+}
+
+/** An image index of these descriptors. */
+export function encodeIndex(manifests: readonly Descriptor[]): Buffer {
+  return encodeJson({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests });
 }
 
 /** The parts of a tessera manifest a reader needs, checked. */

@@ -259,3 +259,6 @@ export function profileCommandOf(descriptor: Descriptor): string[] | undefined {
     return undefined;
   }
 }
+
+/** The suffix of profile tags, `<tag>.tessera-profiles` (image/profiles.ts profileTag; registry/referrers.ts leaves them out of image listings). */
+export const PROFILE_TAG_SUFFIX = '.tessera-profiles';

@@ -6,8 +6,8 @@
  */
 import { ociDigest, type OciDigest } from '../chunk/digest.js';
 import { corrupt, internal } from '../errors.js';
-import { embeddedContent, encodeJson, isRecord, parseDescriptor, parseJson, type Descriptor } from '../format/manifest.js';
-import { OCI_INDEX_MEDIA_TYPE, TESSERA_PROFILE_ARTIFACT_TYPE } from '../format/media-types.js';
+import { embeddedContent, encodeIndex, encodeJson, parseIndexEntries, type Descriptor } from '../format/manifest.js';
+import { TESSERA_PROFILE_ARTIFACT_TYPE } from '../format/media-types.js';
 import {
   buildProfileManifest,
   CREATED_ANNOTATION,
@@ -17,6 +17,7 @@ import {
   encodeProfile,
   parseProfileManifest,
   profileCommandOf,
+  PROFILE_TAG_SUFFIX,
   withEmbedded,
   type ChunkOrder,
   type Profile,
@@ -104,8 +105,6 @@ export async function attachProfile(store: ReferrerStore, subject: Descriptor, p
 const MAX_TAGGED_PROFILES = 256;
 /** OCI's longest tag. */
 const MAX_TAG_LENGTH = 128;
-/** Keep in step with registry/referrers.ts, which leaves such tags out of image listings. */
-const PROFILE_TAG_SUFFIX = '.tessera-profiles';
 
 /**
  * The profile tag of an image tag, `<tag>.tessera-profiles`: an image index
@@ -136,7 +135,7 @@ export async function writeProfileTag(store: ReferrerStore, tag: string, subject
       return withEmbedded(descriptor, embeddedContent(listed.manifest) ?? (await store.fetchManifest(listed.manifest)));
     }),
   );
-  await store.putTaggedIndex(name, encodeJson({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests: entries }));
+  await store.putTaggedIndex(name, encodeIndex(entries));
   return true;
 }
 
@@ -151,10 +150,9 @@ export async function readProfileTag(store: ReferrerStore, tag: string, warn: (m
   const bytes = await store.fetchTaggedIndex(name);
   if (bytes === undefined) return [];
   const what = `${store.name}:${name}`;
-  const value = parseJson(bytes, what);
-  if (!isRecord(value) || !Array.isArray(value.manifests)) throw corrupt(`${what}: not an image index`);
-  if (value.manifests.length > MAX_TAGGED_PROFILES) throw corrupt(`${what}: ${value.manifests.length} entries, more than a profile tag holds`);
-  const listed = profilesAmong(value.manifests.map((entry, i) => parseDescriptor(entry, `${what}: manifests[${i}]`)));
+  const entries = parseIndexEntries(bytes, what);
+  if (entries.length > MAX_TAGGED_PROFILES) throw corrupt(`${what}: ${entries.length} entries, more than a profile tag holds`);
+  const listed = profilesAmong(entries);
   const read = await Promise.all(
     listed.map(async (entry) => {
       try {

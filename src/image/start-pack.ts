@@ -116,9 +116,20 @@ export interface StartPackResult {
   requests: number;
 }
 
+/** What start packs brought in all: chunks written, compressed bytes, requests (the cache statistics' shape). */
+export function startPackTotals(results: readonly StartPackResult[]): { chunks: number; bytes: number; requests: number } {
+  return {
+    chunks: results.reduce((sum, result) => sum + result.written, 0),
+    bytes: results.reduce((sum, result) => sum + result.bytes, 0),
+    requests: results.reduce((sum, result) => sum + result.requests, 0),
+  };
+}
+
 interface Frame {
   offset: number;
   length: number;
+  /** What it decompresses to: its chunks' lengths together. */
+  raw: number;
   chunks: ChunkRecord[];
   /** Its chunks not held when the call began. */
   wanted: ChunkRecord[];
@@ -164,7 +175,7 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
       throw corrupt(`${what}: the frame at ${offset} holds ${raw} bytes in ${frame.compressedLength}, more than a start pack's frame may`);
     }
     const wanted = members.filter((chunk) => !sink.has(chunk));
-    if (wanted.length > 0) frames.push({ offset, length: frame.compressedLength, chunks: members, wanted });
+    if (wanted.length > 0) frames.push({ offset, length: frame.compressedLength, raw, chunks: members, wanted });
     offset += frame.compressedLength;
     first += frame.chunks;
   }
@@ -194,7 +205,7 @@ export async function fetchStartPack(source: BlobSource, pack: StartPack, chunks
         const [body] = await source.fetchRanges(pack.digest, [{ offset: frame.offset, length: frame.length }]);
         if (body === undefined || body.length !== frame.length) throw corrupt(`${what}: the frame at ${frame.offset} came back ${body?.length ?? 0} bytes long, not ${frame.length}`);
         result.bytes += body.length;
-        const raw = decompressChunk(body, frame.chunks.reduce((sum, chunk) => sum + chunk.length, 0), `${what}: the frame at ${frame.offset}`);
+        const raw = decompressChunk(body, frame.raw, `${what}: the frame at ${frame.offset}`);
         const claimed = new Set(await claimsOf(frame));
         let at = 0;
         for (const chunk of frame.chunks) {

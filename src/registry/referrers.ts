@@ -15,7 +15,8 @@
  */
 import type { OciDigest } from '../chunk/digest.js';
 import { corrupt, TesseraError } from '../errors.js';
-import { encodeJson, isRecord, parseDescriptor, parseJson, type Descriptor } from '../format/manifest.js';
+import { encodeIndex, parseDescriptor, parseIndexEntries, type Descriptor } from '../format/manifest.js';
+import { PROFILE_TAG_SUFFIX } from '../format/profile.js';
 import { OCI_INDEX_MEDIA_TYPE } from '../format/media-types.js';
 import type { ReferrerStore } from '../store/blob-store.js';
 import type { RegistryClient } from './client.js';
@@ -25,24 +26,12 @@ export function referrersTag(digest: OciDigest): string {
   return digest.replace(':', '-');
 }
 
-/** The suffix of profile tags (see image/profiles.ts profileTag). */
-export const PROFILE_TAG_SUFFIX = '.tessera-profiles';
 
 /** Whether a tag is a referrers tag or a profile tag (an index of artifacts, not an image anyone tagged). */
 export function isReferrersTag(tag: string): boolean {
   return /^sha256-[0-9a-f]{64}$/.test(tag) || tag.endsWith(PROFILE_TAG_SUFFIX);
 }
 
-/** The descriptors of an index's `manifests`, checked. */
-export function parseReferrersIndex(bytes: Buffer, what: string): Descriptor[] {
-  const value = parseJson(bytes, what);
-  if (!isRecord(value) || !Array.isArray(value.manifests)) throw corrupt(`${what}: not an image index`);
-  return value.manifests.map((entry, i) => parseDescriptor(entry, `${what}: manifests[${i}]`));
-}
-
-export function encodeReferrersIndex(manifests: readonly Descriptor[]): Buffer {
-  return encodeJson({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests });
-}
 
 export class RegistryReferrers implements ReferrerStore {
   readonly name: string;
@@ -79,7 +68,7 @@ export class RegistryReferrers implements ReferrerStore {
     if (fetched.mediaType !== OCI_INDEX_MEDIA_TYPE) {
       throw corrupt(`${this.name}:${tag} should be the referrers index of ${subject}, but is a ${fetched.mediaType}`);
     }
-    return parseReferrersIndex(fetched.bytes, `${this.name}:${tag}`);
+    return parseIndexEntries(fetched.bytes, `${this.name}:${tag}`);
   }
 
   async fetchManifest(descriptor: Descriptor): Promise<Buffer> {
@@ -123,6 +112,6 @@ export class RegistryReferrers implements ReferrerStore {
     if (descriptor.artifactType !== undefined) entry.artifactType = descriptor.artifactType;
     if (descriptor.annotations !== undefined) entry.annotations = descriptor.annotations;
     if (descriptor.data !== undefined) entry.data = descriptor.data;
-    await this.client.putManifest(this.repository, referrersTag(subject), encodeReferrersIndex([...kept, entry]), OCI_INDEX_MEDIA_TYPE);
+    await this.client.putManifest(this.repository, referrersTag(subject), encodeIndex([...kept, entry]), OCI_INDEX_MEDIA_TYPE);
   }
 }

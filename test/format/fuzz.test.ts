@@ -10,14 +10,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { TesseraError } from '../../src/errors.js';
-import { buildManifest, encodeJson, parseTesseraConfig, parseTesseraManifest } from '../../src/format/manifest.js';
+import { buildManifest, encodeIndex, encodeJson, parseIndexEntries, parseTesseraConfig, parseTesseraManifest } from '../../src/format/manifest.js';
 import { TESSERA_CONFIG_MEDIA_TYPE, TESSERA_PACK_MEDIA_TYPE, TESSERA_SUPERBLOCK_MEDIA_TYPE } from '../../src/format/media-types.js';
 import { buildProfileManifest, decodeProfile, encodeProfile, parseProfileManifest } from '../../src/format/profile.js';
 import { decodeSuperblock, encodeSuperblock } from '../../src/format/superblock.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/format/tree-layout.js';
 import { TreeReader, type PagedBytes } from '../../src/format/tree-reader.js';
 import { TarHeaderReader } from '../../src/import/tar-headers.js';
-import { parseReferrersIndex, encodeReferrersIndex } from '../../src/registry/referrers.js';
 import { corrupt } from '../../src/errors.js';
 import { chunk, PACKS, sampleTree } from '../helpers/sample-tree.js';
 import { writeTar } from '../helpers/tar-writer.js';
@@ -177,7 +176,7 @@ describe('fuzzing the parsers (fixed seeds)', () => {
     const profile = encodeProfile({ formatVersion: 1, image: digest, command: ['python3', '-c', 'x'], seconds: 1, treeChunks: [0, 1, 2], chunks: [5, 6, 7, 100] });
     const subject = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 100 };
     const manifest = encodeJson(buildProfileManifest({ digest, size: profile.length }, profile, subject, ['python3'], new Date(0)));
-    const index = encodeReferrersIndex([{ ...subject, artifactType: 'application/vnd.tessera.profile.v1', annotations: { a: 'b' } }]);
+    const index = encodeIndex([{ ...subject, artifactType: 'application/vnd.tessera.profile.v1', annotations: { a: 'b' } }]);
     const random = new Random(0x9f0f11e);
     for (let i = 0; i < ROUNDS; i++) {
       const p = mutate(profile, random);
@@ -189,7 +188,7 @@ describe('fuzzing the parsers (fixed seeds)', () => {
       const m = mutate(manifest, random);
       await survives(`profile manifest round ${i}`, m, () => parseProfileManifest(m, 'm'));
       const x = mutate(index, random);
-      await survives(`referrers index round ${i}`, x, () => parseReferrersIndex(x, 'x'));
+      await survives(`referrers index round ${i}`, x, () => parseIndexEntries(x, 'x'));
     }
     exercised('profile', ROUNDS);
     exercised('profile manifest', ROUNDS);

@@ -12,12 +12,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ociDigest, type OciDigest } from '../../src/chunk/digest.js';
-import { embeddedContent, encodeJson, type Descriptor } from '../../src/format/manifest.js';
+import { embeddedContent, encodeJson, parseIndexEntries, type Descriptor } from '../../src/format/manifest.js';
 import { OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../../src/format/media-types.js';
 import type { Profile } from '../../src/format/profile.js';
 import { attachProfile, copyProfiles, listProfiles, profileTag, readProfile, readProfileTag, recordsOfProfiles, writeProfileTag } from '../../src/image/profiles.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { isReferrersTag, parseReferrersIndex, RegistryReferrers, referrersTag } from '../../src/registry/referrers.js';
+import { isReferrersTag, RegistryReferrers, referrersTag } from '../../src/registry/referrers.js';
 import type { ReferrerStore } from '../../src/store/blob-store.js';
 import { LayoutReferrers } from '../../src/store/layout-referrers.js';
 import { OciLayout } from '../../src/store/oci-layout.js';
@@ -154,7 +154,7 @@ describe('profiles as referrers', () => {
     await checkProfiles(new RegistryReferrers(registryClient, 'app'), subject);
     const index = await registryClient.getManifest('app', referrersTag(subject.digest));
     assert.equal(index.mediaType, OCI_INDEX_MEDIA_TYPE);
-    const entries = parseReferrersIndex(index.bytes, 'index');
+    const entries = parseIndexEntries(index.bytes, 'index');
     assert.equal(entries.length, 2, 'the replaced profile is still listed in the tag index');
     assert.ok(entries.every((entry) => entry.artifactType === 'application/vnd.tessera.profile.v1' && entry.annotations?.['dev.tessera.profile.command'] !== undefined));
     // Each entry carries its manifest, which carries its profile: reading one needs nothing but the index.

@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startLocalRegistry, type LocalRegistry } from '../../src/cli/local-registry.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { parseReferrersIndex, referrersTag } from '../../src/registry/referrers.js';
+import { referrersTag } from '../../src/registry/referrers.js';
+import { parseIndexEntries } from '../../src/format/manifest.js';
 import { Scratch, tessera, tesseraOk } from '../helpers/cli.js';
 import { startProxy, type Proxy } from '../helpers/http-proxy.js';
 import { debianRootfs } from '../helpers/vm-images.js';
@@ -106,7 +107,7 @@ describe('prefetch profiles', () => {
     const client = new RegistryClient(registry.host);
     try {
       const index = await client.getManifest('debian/update', referrersTag(digest as `sha256:${string}`));
-      const entries = parseReferrersIndex(index.bytes, 'referrers index');
+      const entries = parseIndexEntries(index.bytes, 'referrers index');
       assert.deepEqual(entries.map((entry) => entry.digest), [recorded.profile]);
       const manifest = JSON.parse((await client.getManifest('debian/update', recorded.profile)).bytes.toString()) as ProfileManifestJson;
       assert.equal(manifest.subject.digest, digest);
@@ -118,7 +119,7 @@ describe('prefetch profiles', () => {
       assert.equal(manifest.layers[1]!.digest, recorded.startPack.digest);
       assert.equal(await client.blobSize('debian/update', recorded.startPack.digest as `sha256:${string}`), recorded.startPack.bytes);
       // The profile tag of v1 lists it too, for a start that knows only the tag.
-      const tagged = parseReferrersIndex((await client.getManifest('debian/update', 'v1.tessera-profiles')).bytes, 'profile tag');
+      const tagged = parseIndexEntries((await client.getManifest('debian/update', 'v1.tessera-profiles')).bytes, 'profile tag');
       assert.deepEqual(tagged.map((entry) => entry.digest), [recorded.profile]);
     } finally {
       await client.close();
@@ -148,7 +149,7 @@ describe('prefetch profiles', () => {
     const client = new RegistryClient(registry.host);
     let pack: string;
     try {
-      const index = parseReferrersIndex((await client.getManifest('debian/update', referrersTag(digest as `sha256:${string}`))).bytes, 'referrers index');
+      const index = parseIndexEntries((await client.getManifest('debian/update', referrersTag(digest as `sha256:${string}`))).bytes, 'referrers index');
       const manifest = JSON.parse((await client.getManifest('debian/update', index[0]!.digest)).bytes.toString()) as ProfileManifestJson;
       pack = manifest.layers[1]!.digest;
     } finally {
