@@ -78,14 +78,23 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
   const args = [
     // Under a memory bound, a young generation of 2 MiB semi-spaces (16 by
     // default): 14 MB less at the peak of a million-file read, no slower.
-    ...(options.memoryMax !== undefined ? ['--max-semi-space-size=2'] : []),
+    // The garbage collector exposed, to free dead chunk buffers soon
+    // (BufferCollector). And WebAssembly compiled by the baseline compiler
+    // only: undici's HTTP parser is WebAssembly, and optimizing it at the
+    // first request took 35 MB for a moment (peak RSS of every daemon
+    // start); parsing takes little of a fetch's time either way.
+    ...(options.memoryMax !== undefined ? ['--max-semi-space-size=2', '--expose-gc', '--liftoff-only'] : []),
     DAEMON_MODULE,
     // Only for ps and pgrep to show: the options travel in the environment.
     options.refText,
     options.mountpoint,
   ];
   const handedOver: DaemonOptions = { ...options, registry: registryFlagsOf(options.registry), log: logFile };
-  const env = { ...withExtraCaCertsDeferred(process.env), [DAEMON_OPTIONS_VARIABLE]: JSON.stringify(handedOver) };
+  const env = {
+    ...withExtraCaCertsDeferred(process.env),
+    ...(options.memoryMax !== undefined ? BOUNDED_MALLOC : {}),
+    [DAEMON_OPTIONS_VARIABLE]: JSON.stringify(handedOver),
+  };
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env });
   fs.closeSync(logFd);
   const message = await new Promise<ReadyMessage>((resolve) => {
@@ -109,12 +118,27 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
 }
 
 /**
- * What a daemon needs besides its chunk cache in memory: Node itself (about
- * 55 MB here), the tree's records in use, requests and chunks on the way
- * (read-ahead is held to a quarter of the chunk cache). Measured with
- * --memory-max 128M (a 16 MiB chunk cache): a full read of 48 MiB of 4 MiB
- * incompressible files peaked at 111-121 MiB (with 96 MiB here and a 32 MiB
- * cache it reached 134 MiB), a million-file read lower (README).
+ * glibc's malloc under a memory bound: blocks of 128 KiB and more (chunks
+ * average 64 KiB and go to 256 KiB, requests and packs' ranges are larger)
+ * are mapped on their own and given back when freed. By default the
+ * threshold rises to the largest block freed, so later chunks come from
+ * the heap, which fragments and is not given back: with it fixed, the peak
+ * RSS of the memory-max test's read (then at 128M, a 16 MiB cache) was
+ * 105.6-106.2 MiB in five runs, not 107-117 (with BufferCollector off as
+ * well, 112-135), measured in one hour. Other C libraries ignore it.
+ */
+const BOUNDED_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(128 * 1024) };
+
+/**
+ * What a daemon needs besides its chunk cache in memory: Node itself (RSS
+ * counts the pages of Node's binary it has mapped, 45-62 MB here depending
+ * on how much of the binary the page cache holds, and some 30 MB of its
+ * own), the tree's records in use, requests and chunks on the way
+ * (read-ahead is held to a quarter of the chunk cache), dead buffers not
+ * yet collected (BufferCollector). Measured on a full read of 48 MiB of
+ * 4 MiB incompressible files, warm page cache, --memory-max 128M (a
+ * 16 MiB chunk cache): 109-113 MiB at the peak; 112-135 MiB, which broke
+ * the bound in CI, before the collector, BOUNDED_MALLOC and --liftoff-only.
  */
 export const DAEMON_BASE_BYTES = 112 * 1024 * 1024;
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { StatsRecorder } from '../cache/cache-stats.js';
 import type { OciDigest } from '../chunk/digest.js';
 import type { DiskCache } from '../cache/disk-cache.js';
+import { BufferCollector, exposedCollector } from '../cache/buffer-collector.js';
 import { warmUpCompression } from '../chunk/compress.js';
 import { badInput, EXIT_CODES, TesseraError } from '../errors.js';
 import { DAEMON_OPTIONS_VARIABLE, memoryCacheFor, READY_FD, type DaemonOptions, type ReadyMessage } from './daemon-launcher.js';
@@ -46,11 +47,13 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
   let prefetch: BackgroundPrefetch | undefined;
   let lastRequestAt = 0;
   let diskCache: DiskCache | undefined;
+  const collector = bufferCollectorFor(options.memoryMax);
   try {
     const opened = await openImageWithCache(refText, {
       cacheDir,
       ...(options.cacheMax !== undefined ? { cacheMax: options.cacheMax } : {}),
       ...(options.memoryMax !== undefined ? { memoryCacheBytes: memoryCacheFor(options.memoryMax) } : {}),
+      ...(collector !== undefined ? { onMemoryTurnover: (bytes: number) => collector.noteTurnover(bytes) } : {}),
       log: (message) => log.info(message),
       access: accessOf(options.registry),
       // The profiles need only the digest: fetch them while the rest of the image opens.
@@ -134,6 +137,20 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
  * third (measured at 1 Gbit/s, where the rest comes in fastest).
  */
 const QUIET_MS = 200;
+
+/**
+ * Under a memory bound, dead chunk buffers are collected when buffers
+ * take more than the chunk cache, what read-ahead and warming may have on
+ * the way (a quarter and an eighth of it) and 4 MiB of requests and
+ * replies: looked at after every MiB through the cache. Node has the
+ * collector exposed then (daemon-launcher.ts).
+ */
+function bufferCollectorFor(memoryMax: number | undefined): BufferCollector | undefined {
+  const collect = exposedCollector();
+  if (memoryMax === undefined || collect === undefined) return undefined;
+  const cache = memoryCacheFor(memoryMax);
+  return new BufferCollector(cache + cache / 4 + cache / 8 + 4 * 1024 * 1024, 1024 * 1024, collect);
+}
 
 /** Read-ahead limits that keep what it asks for at once under `bytes` (chunks average 64 KiB). */
 export function readAheadWithin(bytes: number): ReadAheadLimits {

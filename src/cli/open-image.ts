@@ -80,6 +80,8 @@ export interface OpenOptions {
   /** Where eviction says what it did. */
   log?: (message: string) => void;
   memoryCacheBytes?: number;
+  /** Told the bytes of each chunk the memory cache takes in or lets go of. */
+  onMemoryTurnover?: (bytes: number) => void;
   access?: RegistryAccess;
   onManifest?: OpenImageOptions['onManifest'];
   onChunkStore?: OpenImageOptions['onChunkStore'];
@@ -111,7 +113,7 @@ export async function openSourceWithCache(source: BlobSource, options: OpenOptio
     if (disk !== undefined) options.onCache?.(disk);
     const image = await Image.open(source, {
       wrapChunkStore: (origin) =>
-        new MemoryCachedStore(disk ? new DiskCachedStore(disk, origin) : origin, options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES),
+        new MemoryCachedStore(disk ? new DiskCachedStore(disk, origin) : origin, options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES, options.onMemoryTurnover),
       ...(options.onManifest ? { onManifest: options.onManifest } : {}),
       ...(options.onChunkStore ? { onChunkStore: options.onChunkStore } : {}),
     });

@@ -92,7 +92,7 @@ export function addPageCacheOption(command: Command): Command {
 export function addMemoryOption(command: Command): Command {
   return command.option(
     '--memory-max <size>',
-    "keep the mount daemon's memory (RSS) under about this (128M, 1G, ...): its chunk cache in memory gets what the rest does not need; default: a 128 MiB chunk cache; also \"memoryMax\" in the config file",
+    "keep the mount daemon's memory (RSS) under about this (128M, 1G, ...; at least 120M): its chunk cache in memory gets what the rest does not need; default: a 128 MiB chunk cache; also \"memoryMax\" in the config file",
     (value: string) => parseSize(value, '--memory-max'),
     settings().memoryMax,
   );
