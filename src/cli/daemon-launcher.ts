@@ -78,12 +78,8 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
   const args = [
     // Under a memory bound, a young generation of 2 MiB semi-spaces (16 by
     // default): 14 MB less at the peak of a million-file read, no slower.
-    // The garbage collector exposed, to free dead chunk buffers soon
-    // (BufferCollector). And WebAssembly compiled by the baseline compiler
-    // only: undici's HTTP parser is WebAssembly, and optimizing it at the
-    // first request took 35 MB for a moment (peak RSS of every daemon
-    // start); parsing takes little of a fetch's time either way.
-    ...(options.memoryMax !== undefined ? ['--max-semi-space-size=2', '--expose-gc', '--liftoff-only'] : []),
+    // And the garbage collector exposed, to free dead chunk buffers soon (BufferCollector).
+    ...(options.memoryMax !== undefined ? ['--max-semi-space-size=2', '--expose-gc'] : []),
     DAEMON_MODULE,
     // Only for ps and pgrep to show: the options travel in the environment.
     options.refText,
@@ -138,7 +134,7 @@ const BOUNDED_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(128 * 1024) };
  * yet collected (BufferCollector). Measured on a full read of 48 MiB of
  * 4 MiB incompressible files, warm page cache, --memory-max 128M (a
  * 16 MiB chunk cache): 109-113 MiB at the peak; 112-135 MiB, which broke
- * the bound in CI, before the collector, BOUNDED_MALLOC and --liftoff-only.
+ * the bound in CI, before the collector, BOUNDED_MALLOC and compileWasmBaselineOnly.
  */
 export const DAEMON_BASE_BYTES = 112 * 1024 * 1024;
 

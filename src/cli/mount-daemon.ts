@@ -30,10 +30,12 @@ import { formatRef, parseRef } from '../store/ref.js';
 import { reportError } from './output.js';
 import { openImageWithCache, statsRecorderFor, type OtherFetches } from './open-image.js';
 import { accessOf } from './registry-flags.js';
+import { compileWasmBaselineOnly } from './wasm-baseline.js';
 
 /** The daemon: serves the mount until it is unmounted. With readyFd, reports readiness (or failure) there instead of throwing. */
 export async function serveMount(options: DaemonOptions, readyFd: number | undefined): Promise<void> {
   const { refText, mountpoint, cacheDir } = options;
+  compileWasmBaselineOnly();
   const log = stderrLogger();
   const tell = (message: ReadyMessage): void => {
     if (readyFd === undefined) return;
