@@ -23,7 +23,6 @@ import { parseRef } from '../store/ref.js';
 import type { OciDigest } from '../chunk/digest.js';
 import { chunksOfOrder, describeCommand, fetchProfiles, keepFitting, mergeOrders, readProfileTag, recordsOfProfiles } from '../image/profiles.js';
 import { action } from './command.js';
-import { compileWasmBaselineOnly } from './wasm-baseline.js';
 import type { RegistryAccess } from '../registry/registry-store.js';
 import { openImageWithCache, statsRecorderFor } from './open-image.js';
 import { accessOf } from './registry-flags.js';
@@ -302,7 +301,6 @@ async function fetchProfileChunks(chunks: ChunkStore, records: readonly ChunkRec
 }
 
 async function runPrefetch(refText: string, flags: PrefetchFlags): Promise<void> {
-  compileWasmBaselineOnly();
   const started = Date.now();
   const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
   const progress = byteProgress('prefetching', !flags.json);

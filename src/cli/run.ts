@@ -24,7 +24,6 @@ import { checkMemoryMax, startMountDaemon } from './daemon-launcher.js';
 import { addCacheOptions, addFetchTimeoutOption, addMemoryOption, addPageCacheOption, addRegistryOptions, type CacheFlags, type PageCacheMode, type RegistryFlags } from './options.js';
 import { accessOf } from './registry-flags.js';
 import { unmountTessera } from './umount.js';
-import { compileWasmBaselineOnly } from './wasm-baseline.js';
 
 export interface RunFlags extends RegistryFlags, CacheFlags {
   memoryMax?: number;
@@ -97,7 +96,6 @@ export interface RunOutcome {
 /** Mounts (or reuses a mount of) the image, runs the command in a runc container on it; resolves with how it ended. */
 export async function runInContainer(refText: string, commandLine: string[], flags: RunFlags, extras: RunExtras = {}): Promise<RunOutcome> {
   const cacheDir = path.resolve(flags.cacheDir ?? defaultCacheDir());
-  compileWasmBaselineOnly();
   // allow_other: the container's processes may run as any user, and
   // default_permissions has the kernel check the image's modes for them.
   const fuseOptions = parseMountOptions(['allow_other', ...flags.option]);
