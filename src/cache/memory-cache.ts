@@ -9,6 +9,8 @@ import type { ChunkRecord } from '../format/tree-layout.js';
 import type { ChunkStore, Priority, RequestGroup } from '../store/chunk-store.js';
 
 export const DEFAULT_MEMORY_CACHE_BYTES = 128 * 1024 * 1024;
+/** The share of the cache that chunks warming from disk may take on their way (warm()). */
+export const WARMING_SHARE = 1 / 8;
 
 export class MemoryCachedStore implements ChunkStore {
   private readonly cache: LRUCache<string, Buffer>;
@@ -65,7 +67,7 @@ export class MemoryCachedStore implements ChunkStore {
     if (origin.getLocal === undefined) return;
     const key = chunk.digest.toString('hex');
     if (this.cache.has(key) || this.loading.has(key) || this.warming.has(key)) return;
-    if (this.warmingBytes + chunk.length > this.maxBytes / 8) return;
+    if (this.warmingBytes + chunk.length > this.maxBytes * WARMING_SHARE) return;
     this.warmingBytes += chunk.length;
     const warming = origin
       .getLocal(chunk)

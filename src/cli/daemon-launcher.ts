@@ -133,7 +133,7 @@ const BOUNDED_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(128 * 1024) };
  * (read-ahead is held to a quarter of the chunk cache), dead buffers not
  * yet collected (BufferCollector). Measured on a full read of 48 MiB of
  * 4 MiB incompressible files, warm page cache, --memory-max 128M (a
- * 16 MiB chunk cache): 109-113 MiB at the peak; 112-135 MiB, which broke
+ * 16 MiB chunk cache): 109-114 MiB at the peak; 112-135 MiB, which broke
  * the bound in CI, before the collector, BOUNDED_MALLOC and compileWasmBaselineOnly.
  */
 export const DAEMON_BASE_BYTES = 112 * 1024 * 1024;

@@ -12,6 +12,7 @@ import type { StatsRecorder } from '../cache/cache-stats.js';
 import type { OciDigest } from '../chunk/digest.js';
 import type { DiskCache } from '../cache/disk-cache.js';
 import { BufferCollector, exposedCollector } from '../cache/buffer-collector.js';
+import { WARMING_SHARE } from '../cache/memory-cache.js';
 import { warmUpCompression } from '../chunk/compress.js';
 import { badInput, EXIT_CODES, TesseraError } from '../errors.js';
 import { DAEMON_OPTIONS_VARIABLE, memoryCacheFor, READY_FD, type DaemonOptions, type ReadyMessage } from './daemon-launcher.js';
@@ -49,12 +50,14 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
   let prefetch: BackgroundPrefetch | undefined;
   let lastRequestAt = 0;
   let diskCache: DiskCache | undefined;
-  const collector = bufferCollectorFor(options.memoryMax);
+  // Under a memory bound: the chunk cache gets what the rest does not need.
+  const memoryCacheBytes = options.memoryMax !== undefined ? memoryCacheFor(options.memoryMax) : undefined;
+  const collector = bufferCollectorFor(memoryCacheBytes);
   try {
     const opened = await openImageWithCache(refText, {
       cacheDir,
       ...(options.cacheMax !== undefined ? { cacheMax: options.cacheMax } : {}),
-      ...(options.memoryMax !== undefined ? { memoryCacheBytes: memoryCacheFor(options.memoryMax) } : {}),
+      ...(memoryCacheBytes !== undefined ? { memoryCacheBytes } : {}),
       ...(collector !== undefined ? { onMemoryTurnover: (bytes: number) => collector.noteTurnover(bytes) } : {}),
       log: (message) => log.info(message),
       access: accessOf(options.registry),
@@ -75,7 +78,7 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
       image.record(access);
     }
     // Under a memory bound, what read-ahead has on the way is bounded too: a quarter of the chunk cache.
-    const readAhead = new ReadAhead(image, options.memoryMax !== undefined ? readAheadWithin(memoryCacheFor(options.memoryMax) / 4) : DEFAULT_READ_AHEAD);
+    const readAhead = new ReadAhead(image, memoryCacheBytes !== undefined ? readAheadWithin(memoryCacheBytes * READ_AHEAD_SHARE) : DEFAULT_READ_AHEAD);
     const disk = opened.disk;
     // With --prefetch, the metadata comes right after the profiles' chunks instead.
     if (disk !== undefined && prefetch === undefined) fetchSmallMetadata(image, (chunk) => disk.has(chunk));
@@ -140,18 +143,21 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
  */
 const QUIET_MS = 200;
 
+/** Under a memory bound, the share of the chunk cache that read-ahead may have on its way. */
+const READ_AHEAD_SHARE = 1 / 4;
+
 /**
- * Under a memory bound, dead chunk buffers are collected when buffers
- * take more than the chunk cache, what read-ahead and warming may have on
- * the way (a quarter and an eighth of it) and 4 MiB of requests and
- * replies: looked at after every MiB through the cache. Node has the
- * collector exposed then (daemon-launcher.ts).
+ * Under a memory bound (a chunk cache of `cacheBytes`), dead chunk buffers
+ * are collected when buffers take more than the cache, what read-ahead
+ * and warming may have on the way and 4 MiB of requests and replies:
+ * looked at after every MiB through the cache. Node has the collector
+ * exposed then (daemon-launcher.ts).
  */
-function bufferCollectorFor(memoryMax: number | undefined): BufferCollector | undefined {
+function bufferCollectorFor(cacheBytes: number | undefined): BufferCollector | undefined {
   const collect = exposedCollector();
-  if (memoryMax === undefined || collect === undefined) return undefined;
-  const cache = memoryCacheFor(memoryMax);
-  return new BufferCollector(cache + cache / 4 + cache / 8 + 4 * 1024 * 1024, 1024 * 1024, collect);
+  if (cacheBytes === undefined || collect === undefined) return undefined;
+  const budget = cacheBytes * (1 + READ_AHEAD_SHARE + WARMING_SHARE) + 4 * 1024 * 1024;
+  return new BufferCollector(budget, 1024 * 1024, collect);
 }
 
 /** Read-ahead limits that keep what it asks for at once under `bytes` (chunks average 64 KiB). */

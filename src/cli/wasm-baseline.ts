@@ -12,11 +12,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 
-let done = false;
-
-/** From now on in this process; call it before the first HTTP request. */
+/** From now on in this process (again is harmless); call it before the first HTTP request. */
 export function compileWasmBaselineOnly(): void {
-  if (done) return;
-  done = true;
   setFlagsFromString('--liftoff-only');
 }
