@@ -1,23 +1,24 @@
 /**
  * Builds a tessera image from a directory tree.
  *
- * All file data is read as one stream, in the tree's order, and cut by
- * FastCDC; small files therefore share chunks instead of each becoming a
- * tiny object, and an edit moves only the chunks around it. Each chunk is
- * hashed (its name), looked up (a chunk the target already stores is only
- * referenced), and new ones are compressed on worker threads and appended
- * to packs in stream order. Then the metadata tree is encoded, cut and
- * stored the same way, and the superblock, config and manifest written.
+ * All file data is read in the tree's order and cut by FastCDC; small
+ * files therefore share chunks instead of each becoming a tiny object, and
+ * an edit moves only the chunks around it. The data is cut in segments
+ * (segments.ts), each read, cut, named (SHA-256) and compressed natively
+ * on a thread of libuv's pool (segment-runner.ts), so every core works on
+ * one. This thread walks the tree, takes the segments back in order, looks
+ * each chunk up (a chunk the target already stores, or one this build
+ * stored before, is only referenced) and appends new ones to packs. Then
+ * the metadata tree is encoded, cut and stored the same way, and the
+ * superblock, config and manifest written.
  *
- * The main thread reads, cuts and hashes; workers compress. A failed build
- * removes every blob it added, so the target is as it was.
+ * A failed build removes every blob it added, so the target is as it was.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import { sha256, type OciDigest } from '../chunk/digest.js';
+import * as path from 'node:path';
+import { DIGEST_LENGTH, sha256, type OciDigest } from '../chunk/digest.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../chunk/compress.js';
-import { StreamChunker, TESSERA_CHUNKING, cutPoints } from '../chunk/fastcdc.js';
-import { describeSystemError, ioError } from '../errors.js';
+import { TESSERA_CHUNKING } from '../chunk/fastcdc.js';
+import { internal } from '../errors.js';
 import { buildManifest, canonicalContainerConfig, encodeJson, type ContainerConfig, type Descriptor, type TesseraConfig } from '../format/manifest.js';
 import {
   OCI_MANIFEST_MEDIA_TYPE,
@@ -29,18 +30,16 @@ import {
 import { encodeSuperblock } from '../format/superblock.js';
 import type { Extent } from '../format/tree-layout.js';
 import { encodeTree } from '../format/tree-writer.js';
-import { nativeFs } from '../native/index.js';
 import type { BlobSink } from '../store/blob-store.js';
 import { ChunkTable, type KnownChunks } from './chunk-table.js';
-import { CompressPool } from './compress-pool.js';
 import { DEFAULT_PACK_SIZE, PackWriter } from './pack-writer.js';
+import { SegmentRunner, type Chunked } from './segment-runner.js';
+import { DataJobPlanner, type DataJob } from './segments.js';
 import { walkSource } from './source-walk.js';
 
 export interface BuildOptions {
   compressionLevel?: number;
   packSize?: number;
-  /** Compression threads; defaults to the number of cores. */
-  threads?: number;
   /** Called as file data is read: bytes done of bytes total. */
   onProgress?: (done: number, total: number) => void;
   /** How to run the tree as a container (from an imported image's config); stored in the config blob. */
@@ -63,188 +62,97 @@ export interface BuildResult {
   treeBytes: number;
 }
 
-/** Bytes of chunks waiting for compression before reading pauses. */
-const MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
-
-/** A file's stretch of the data stream, waiting for the chunks that will cover it. */
-interface Span {
-  ino: number;
-  fileOffset: number;
-  streamOffset: number;
-  length: number;
-}
-
-/** The data regions of a file: holes of sparse files are skipped, not stored. */
-function dataRegions(fd: number, size: number, blocks: number): Array<[number, number]> {
-  if (size === 0) return [];
-  // A file with as many blocks as bytes need has no holes: skip the seeks.
-  if (blocks * 512 >= size) return [[0, size]];
-  const regions: Array<[number, number]> = [];
-  let offset = 0;
-  while (offset < size) {
-    const start = nativeFs.seekData(fd, offset);
-    if (start < 0 || start >= size) break;
-    const hole = nativeFs.seekHole(fd, start);
-    const end = Math.min(size, hole < 0 ? size : hole);
-    regions.push([start, end]);
-    offset = end;
-  }
-  return regions;
-}
-
-/**
- * A regular file's content digest, stored in the tree so that `tessera
- * diff` can tell changed files from unchanged ones without reading data
- * (chunk lists differ for unchanged files next to changed ones). SHA-256
- * over each data region (u64 offset, u64 length, its bytes) and then the
- * u64 size: holes cost nothing to hash, so a sparse 5 GiB disk image is
- * hashed as fast as its data.
- */
-class FileDigest {
-  private readonly hash = createHash('sha256');
-  private readonly numbers = Buffer.alloc(16);
-
-  region(start: number, end: number): void {
-    this.numbers.writeBigUInt64LE(BigInt(start), 0);
-    this.numbers.writeBigUInt64LE(BigInt(end - start), 8);
-    this.hash.update(this.numbers);
-  }
-
-  update(data: Uint8Array): void {
-    this.hash.update(data);
-  }
-
-  finish(size: number): Buffer {
-    this.numbers.writeBigUInt64LE(BigInt(size), 0);
-    return this.hash.update(this.numbers.subarray(0, 8)).digest();
-  }
-}
+/** File data (of segments given to the workers and not yet stored) beyond which no more is given out. */
+const MAX_BYTES_AHEAD = 64 * 1024 * 1024;
 
 export async function buildImage(sourceDir: string, sink: BlobSink, known: KnownChunks, options: BuildOptions = {}): Promise<BuildResult> {
   const level = options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
-  const source = walkSource(sourceDir);
+  const runner = new SegmentRunner(known, level);
+  const jobs: DataJob[] = [];
+  // Results are taken in job order. Jobs run ahead of the one taken, up to
+  // a bound in bytes: enough that every core has the next at hand (also
+  // while the walk keeps this thread from taking results), few enough that
+  // the results waiting their turn stay small. They start while the tree is
+  // still being walked, as soon as the walk has found them.
+  type Done = Awaited<ReturnType<SegmentRunner['segment']>> | Buffer;
+  const running: Array<{ result: Promise<Done>; bytes: number }> = [];
+  let bytesAhead = 0;
+  let jobsStarted = 0;
+  const startJobs = (): void => {
+    for (let job = jobs[jobsStarted]; job !== undefined && bytesAhead < MAX_BYTES_AHEAD; job = jobs[jobsStarted]) {
+      jobsStarted += 1;
+      const result: Promise<Done> = job.kind === 'segment' ? runner.segment(job.segment.pieces) : runner.digest(job);
+      result.catch(() => undefined); // awaited in turn below
+      const bytes = job.kind === 'segment' ? job.segment.bytes : 0;
+      running.push({ result, bytes });
+      bytesAhead += bytes;
+    }
+  };
+  const planner = new DataJobPlanner(Buffer.byteLength(path.resolve(sourceDir)), (job) => {
+    jobs.push(job);
+    startJobs();
+  });
+  const source = walkSource(sourceDir, (ino, filePath, size) => planner.add(ino, filePath, size));
+  planner.finish();
   const table = new ChunkTable(known);
-  const pool = new CompressPool(level, options.threads);
   const packs = new PackWriter(sink, options.packSize ?? DEFAULT_PACK_SIZE);
   const createdBlobs: OciDigest[] = [];
 
-  // New chunks are compressed in parallel but appended in stream order.
-  let appendChain: Promise<void> = Promise.resolve();
-  const inFlight: { done: Promise<void>; bytes: number }[] = [];
-  let bytesInFlight = 0;
-  const store = (index: number, data: Buffer): void => {
-    const compressed = pool.compress(data);
-    appendChain = appendChain.then(async () => {
-      const frame = await compressed;
+  /** Takes a job's chunks in, in stream order; returns their indices in the table. */
+  const store = async (chunks: Chunked): Promise<number[]> => {
+    const indices: number[] = [];
+    let frameAt = 0;
+    for (let i = 0; i < chunks.lengths.length; i++) {
+      const digest = chunks.digests.subarray(i * DIGEST_LENGTH, (i + 1) * DIGEST_LENGTH);
+      const frameLength = chunks.frameLengths[i]!;
+      const frame = chunks.frames.subarray(frameAt, frameAt + frameLength);
+      frameAt += frameLength;
+      const { index, store: isNew } = table.add(digest, chunks.lengths[i]!);
+      indices.push(index);
+      if (!isNew) continue;
+      if (frameLength === 0) throw internal(`build: chunk ${digest.toString('hex')} was not compressed, but the target does not store it`);
       const { packKey, offset } = await packs.append(frame);
-      table.place(index, packKey, offset, frame.length);
-    });
-    // Keep the chain's failure for the final await; waiters only need the timing.
-    const done = appendChain.catch(() => undefined);
-    inFlight.push({ done, bytes: data.length });
-    bytesInFlight += data.length;
-  };
-  const waitForRoom = async (): Promise<void> => {
-    while (bytesInFlight > MAX_BYTES_IN_FLIGHT && inFlight.length > 0) {
-      const oldest = inFlight.shift()!;
-      await oldest.done;
-      bytesInFlight -= oldest.bytes;
+      table.place(index, packKey, offset, frameLength);
     }
+    return indices;
   };
 
   try {
     // --- file data -------------------------------------------------------
-    const spans: Span[] = [];
-    let spanHead = 0;
     const extentsOf = new Map<number, Extent[]>();
-    const onChunk = (data: Buffer, streamOffset: number): void => {
-      const { index, store: isNew } = table.add(sha256(data), data.length);
-      if (isNew) store(index, data);
-      const chunkEnd = streamOffset + data.length;
-      while (spanHead < spans.length) {
-        const span = spans[spanHead]!;
-        const from = Math.max(span.streamOffset, streamOffset);
-        const to = Math.min(span.streamOffset + span.length, chunkEnd);
-        if (from >= chunkEnd) break;
-        let extents = extentsOf.get(span.ino);
-        if (extents === undefined) extentsOf.set(span.ino, (extents = []));
-        extents.push({ fileOffset: span.fileOffset + (from - span.streamOffset), chunk: index, chunkOffset: from - streamOffset, length: to - from });
-        if (span.streamOffset + span.length <= chunkEnd) spanHead += 1;
-        else break;
+    let bytesDone = 0;
+    startJobs();
+    for (const job of jobs) {
+      const next = running.shift()!;
+      const result = await next.result;
+      bytesAhead -= next.bytes;
+      startJobs();
+      if (job.kind === 'digest') {
+        if (!Buffer.isBuffer(result)) throw internal('build: a digest job gave no digest');
+        source.inodes[job.ino - 1]!.digest = result;
+        continue;
       }
-      if (spanHead > 4096) {
-        spans.splice(0, spanHead);
-        spanHead = 0;
+      if (Buffer.isBuffer(result)) throw internal('build: a segment job gave a digest');
+      const indices = await store(result.chunks);
+      for (const piece of result.pieces) {
+        let extents = extentsOf.get(piece.ino);
+        if (extents === undefined) extentsOf.set(piece.ino, (extents = []));
+        for (const extent of piece.extents) extents.push({ ...extent, chunk: indices[extent.chunk]! });
+        if (piece.digest !== undefined) source.inodes[piece.ino - 1]!.digest = piece.digest;
       }
-    };
-
-    const chunker = new StreamChunker(TESSERA_CHUNKING);
-    let streamOffset = 0;
-    let bytesRead = 0;
-    for (const [ino, filePath] of source.filePaths) {
-      const inode = source.inodes[ino - 1]!;
-      const shown = filePath.toString('utf8');
-      let fd: number;
-      try {
-        fd = fs.openSync(filePath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-      } catch (error) {
-        throw ioError(`cannot read ${shown}: ${describeSystemError(error)}`);
-      }
-      const digest = new FileDigest();
-      try {
-        const st = fs.fstatSync(fd);
-        if (!st.isFile() || st.size !== inode.size) throw ioError(`${shown} changed while it was being read; build again`);
-        for (const [start, end] of dataRegions(fd, inode.size, st.blocks)) {
-          digest.region(start, end);
-          let position = start;
-          while (position < end) {
-            chunker.drain(onChunk);
-            const view = chunker.writable();
-            let got: number;
-            try {
-              got = fs.readSync(fd, view, 0, Math.min(view.length, end - position), position);
-            } catch (error) {
-              throw ioError(`cannot read ${shown}: ${describeSystemError(error)}`);
-            }
-            if (got === 0) throw ioError(`${shown} shrank while it was being read; build again`);
-            digest.update(view.subarray(0, got));
-            chunker.commit(got);
-            const last = spans[spans.length - 1];
-            if (last !== undefined && last.ino === ino && last.fileOffset + last.length === position && spans.length > spanHead) {
-              last.length += got;
-            } else {
-              spans.push({ ino, fileOffset: position, streamOffset, length: got });
-            }
-            streamOffset += got;
-            position += got;
-            bytesRead += got;
-          }
-        }
-      } finally {
-        fs.closeSync(fd);
-      }
-      inode.digest = digest.finish(inode.size);
-      chunker.drain(onChunk);
-      options.onProgress?.(bytesRead, source.totalFileBytes);
-      await waitForRoom();
+      bytesDone += job.segment.bytes;
+      options.onProgress?.(bytesDone, source.totalFileBytes);
     }
-    chunker.end(onChunk);
-    await appendChain;
     const dataChunkCount = table.chunks.length;
     for (const [ino, extents] of extentsOf) source.inodes[ino - 1]!.extents = extents;
 
     // --- metadata tree ---------------------------------------------------
     const dataRecords = table.records(0, dataChunkCount);
     const tree = encodeTree(source.inodes, dataRecords);
-    const treeChunkIndices: number[] = [];
-    for (const { offset, length } of cutPoints(tree, TESSERA_CHUNKING)) {
-      const data = tree.subarray(offset, offset + length);
-      const { index, store: isNew } = table.add(sha256(data), length);
-      if (isNew) store(index, data);
-      treeChunkIndices.push(index);
-    }
-    await appendChain;
-    const treeChunks = table.recordsFor(treeChunkIndices);
+    const treeChunked = await runner.bytes(tree);
+    const treeIndices = await store(treeChunked);
+    // The tree's chunks in order, a repeated one as often as it occurs.
+    const treeChunks = table.recordsFor(Array.from(treeChunked.sequence, (chunk) => treeIndices[chunk]!));
     const newPacks = await packs.finish();
     createdBlobs.push(...packs.committedDigests);
     const packTable = table.packTable(newPacks);
@@ -294,12 +202,11 @@ export async function buildImage(sourceDir: string, sink: BlobSink, known: Known
       treeBytes: tree.length,
     };
   } catch (error) {
-    await appendChain.catch(() => undefined);
+    // Jobs still running finish before the packs go: nothing is written after this.
+    await Promise.allSettled(running.map((job) => job.result));
     await packs.abort();
     createdBlobs.push(...packs.committedDigests.filter((d) => !createdBlobs.includes(d)));
     await sink.discardBlobs(createdBlobs).catch(() => undefined);
     throw error;
-  } finally {
-    await pool.close();
   }
 }

@@ -1,7 +1,8 @@
 /**
- * A pool of worker threads that compress chunks. Results come back as
- * promises; the builder awaits them in stream order, so the packs come out
- * the same whatever order the workers finish in.
+ * A pool of worker threads that compress chunks (for start packs, see
+ * cli/optimize.ts; a build compresses natively, see segment-runner.ts).
+ * Results come back as promises, awaited in the order they were asked
+ * for, so a pack comes out the same whatever order the workers finish in.
  */
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';

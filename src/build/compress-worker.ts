@@ -1,8 +1,7 @@
 /**
  * Worker thread body for the compression pool: zstd-compresses the chunks
- * it is sent. Compression is the slowest step of a build (about 250 MB/s
- * per core at level 3), so it runs on every core while the main thread
- * reads, cuts and hashes.
+ * it is sent (about 250 MB/s per core at level 3), for the start packs of
+ * `tessera optimize`, on every core while the main thread fetches the next.
  */
 import { parentPort } from 'node:worker_threads';
 import { compressChunk } from '../chunk/compress.js';

@@ -9,10 +9,19 @@ import type { BlobSink, BlobWriter } from '../store/blob-store.js';
 
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 const MAX_COMMITS_IN_FLIGHT = 2;
+/**
+ * Frames are handed to the blob writer in batches of about this much: one
+ * write per frame (64 KiB on average) cost the build's main thread 110 ms
+ * of 1.4 s for a 164 MB tree, in the machinery of an asynchronous write.
+ */
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 export class PackWriter {
   private current: BlobWriter | undefined;
   private currentKey = '';
+  /** Frames appended to the current pack and not yet handed to its writer. */
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
   private count = 0;
   private readonly committed = new Map<string, { digest: OciDigest; size: number }>();
   /**
@@ -34,17 +43,28 @@ export class PackWriter {
       this.current = await this.sink.createBlobWriter();
       this.currentKey = `new:${this.count++}`;
     }
-    const offset = this.current.size;
+    const offset = this.current.size + this.batchBytes;
     const packKey = this.currentKey;
-    await this.current.write(frame);
+    this.batch.push(frame);
+    this.batchBytes += frame.length;
     this.bytesWritten += frame.length;
-    if (this.current.size >= this.targetSize) await this.close();
+    if (this.batchBytes >= WRITE_BATCH_BYTES) await this.flush(this.current);
+    if (this.current.size + this.batchBytes >= this.targetSize) await this.close();
     return { packKey, offset };
+  }
+
+  private async flush(writer: BlobWriter): Promise<void> {
+    if (this.batch.length === 0) return;
+    const data = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchBytes);
+    this.batch = [];
+    this.batchBytes = 0;
+    await writer.write(data);
   }
 
   private async close(): Promise<void> {
     const writer = this.current;
     if (writer === undefined) return;
+    await this.flush(writer);
     this.current = undefined;
     const key = this.currentKey;
     const commit = writer.commit().then((pack) => {
@@ -81,6 +101,8 @@ export class PackWriter {
   async abort(): Promise<void> {
     const writer = this.current;
     this.current = undefined;
+    this.batch = [];
+    this.batchBytes = 0;
     await writer?.abort();
     await this.settle().catch(() => undefined);
   }

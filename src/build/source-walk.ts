@@ -66,7 +66,11 @@ function readXattrs(p: Buffer): XattrInput[] {
   return xattrs;
 }
 
-export function walkSource(root: string): SourceTree {
+/**
+ * @param onFile hears each regular file (its first name, for hard links) as
+ *   it is found, in the order its data is chunked in.
+ */
+export function walkSource(root: string, onFile?: (ino: number, path: Buffer, size: number) => void): SourceTree {
   let rootStat: fs.BigIntStats;
   try {
     rootStat = fs.lstatSync(root, { bigint: true });
@@ -106,6 +110,7 @@ export function walkSource(root: string): SourceTree {
         input.size = size;
         totalFileBytes += size;
         filePaths.set(ino, p);
+        onFile?.(ino, p, size);
         break;
       }
       case S_IFLNK:

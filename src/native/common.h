@@ -1,6 +1,6 @@
 /* Shared helpers for tessera's native addon: what Node.js lacks (FUSE low-level
  * sessions, xattrs, sparse-file seeks, mknod, utimensat with nanoseconds, verified
- * chunk reads off the JavaScript thread). */
+ * chunk reads off the JavaScript thread, the build's chunking and compression). */
 #ifndef TESSERA_NATIVE_COMMON_H
 #define TESSERA_NATIVE_COMMON_H
 
@@ -43,5 +43,6 @@ double tessera_get_double(napi_env env, napi_value value);
 void tessera_register_fuse(napi_env env, napi_value exports);
 void tessera_register_fs(napi_env env, napi_value exports);
 void tessera_register_chunk_file(napi_env env, napi_value exports);
+void tessera_register_segment(napi_env env, napi_value exports);
 
 #endif

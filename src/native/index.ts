@@ -31,6 +31,45 @@ export interface NativeFs {
   readChunkFile(path: string, buffer: Buffer, digest: Buffer, callback: (code: number) => void): void;
 }
 
+/** What went wrong in a native build job (src/native/segment.c); `piece` is the index of the file piece. */
+export interface BuildJobError {
+  status: number;
+  errno: number;
+  piece: number;
+}
+
+export const BUILD_JOB = { OPEN: 1, CHANGED: 2, SHRANK: 3, READ: 4, NOMEM: 5, COMPRESS: 6 } as const;
+
+/** A segment (or a buffer) cut, named and compressed: see chunkFiles in src/native/segment.c. */
+export interface NativeChunked {
+  /** 32 bytes per distinct chunk, in stream order. */
+  digests: Buffer;
+  /** u32 per chunk. */
+  lengths: Buffer;
+  /** The compressed chunks back to back. */
+  frames: Buffer;
+  /** u32 per chunk; 0 for a chunk the target stores (not compressed). */
+  frameLengths: Buffer;
+  /** u32 per cut in stream order: which of the distinct chunks it is. */
+  sequence: Buffer;
+  /** float64 piece, file offset, chunk, offset in the chunk, length per extent. */
+  extents: Buffer;
+  /** Per piece: a byte, 1 when 32 bytes of the whole file's content digest follow (else zeros). */
+  fileDigests: Buffer;
+}
+
+export type NativeBuildCallback<T> = (error: BuildJobError | undefined, result: T | undefined) => void;
+
+export interface NativeBuild {
+  configureChunker(gear: BigUint64Array, gearShifted: BigUint64Array, minSize: number, avgSize: number, maxSize: number, maskS: bigint, maskL: bigint): void;
+  /** Reads, cuts, names and compresses file pieces on libuv's thread pool. */
+  chunkFiles(paths: Buffer, ranges: Float64Array, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
+  /** The same for bytes in memory (unchanged until the callback). */
+  chunkBytes(data: Buffer, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
+  /** A whole file's content digest (regions, bytes and size; see src/native/segment.c). */
+  digestFile(path: Buffer, size: number, callback: NativeBuildCallback<Buffer>): void;
+}
+
 /** Opaque handle to a running FUSE session. */
 export type SessionHandle = { readonly __brand: 'SessionHandle' };
 
@@ -71,7 +110,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const addonPath = path.resolve(here, '../../../src/native/build/Release/tessera_native.node');
 
 const require = createRequire(import.meta.url);
-const addon = require(addonPath) as NativeFs & NativeFuse;
+const addon = require(addonPath) as NativeFs & NativeFuse & NativeBuild;
 
 export const nativeFs: NativeFs = addon;
 export const nativeFuse: NativeFuse = addon;
+export const nativeBuild: NativeBuild = addon;

@@ -9,6 +9,7 @@
  * into one layout each land whole.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { badInput, busy, corrupt, describeSystemError, ioError, isSystemError, notFound } from '../errors.js';
@@ -271,13 +272,18 @@ class LayoutBlobWriter implements BlobWriter {
     }
   }
 
+  /**
+   * Written synchronously: a write goes to the page cache, and an
+   * asynchronous one would wait for a thread of libuv's pool, which a
+   * build keeps busy cutting and compressing (src/build/segment-runner.ts).
+   */
   async write(data: Uint8Array): Promise<void> {
     this.hash.update(data);
     this.size += data.length;
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.file.write(data, done, data.length - done);
-      done += bytesWritten;
+    try {
+      for (let done = 0; done < data.length; ) done += fs.writeSync(this.file.fd, data, done, data.length - done);
+    } catch (error) {
+      throw ioError(`cannot write a blob to ${this.layout.dir}: ${describeSystemError(error)}`);
     }
   }
 

@@ -1,0 +1,708 @@
+/* The build's heavy work, on libuv's thread pool: a segment of the file data
+ * (src/build/segments.ts) read, cut by FastCDC, each chunk named (SHA-256)
+ * and compressed (zstd), each whole file's content digest computed, and
+ * the extents that map the files onto the chunks.
+ *
+ * Why native: done in JavaScript worker threads, the same work cost 1.6
+ * core-seconds for a 164 MB rootfs, of which a third was the workers' own
+ * JavaScript engines (start-up, interpreter, garbage collection), and a
+ * 2-core build could not get below 0.57x casync's time. Here a pool thread
+ * does nothing but the work itself. The main thread (src/build/builder.ts)
+ * still decides what is stored: it takes the segments back in order and
+ * appends their new chunks to packs.
+ *
+ * The chunker is FastCDC 2020 exactly as src/chunk/fastcdc.wat cuts (the
+ * Rust crate's v2020 module): the gear tables and masks come from
+ * src/chunk/gear.ts, and the two must agree on every cut point
+ * (test/chunk/native-chunker.test.ts). A segment is read whole into memory
+ * and cut in one pass: a segment is at most a few dozen MiB, and cutting a
+ * whole buffer gives the same cuts as the streaming chunker, which only
+ * cuts once max_size bytes are known or the stream has ended. */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+/* The chunking parameters: set once (configureChunker), read by every job. */
+static struct {
+  uint64_t gear[256];
+  uint64_t gear_ls[256];
+  size_t min, avg, max;
+  uint64_t mask_s, mask_l;
+  int ready;
+} chunking;
+
+/* One cut over the n > 0 bytes at p: the length of the chunk that starts there. */
+static size_t cut(const uint8_t *p, size_t n) {
+  if (n <= chunking.min) return n;
+  size_t center = chunking.avg;
+  if (n > chunking.max) n = chunking.max;
+  else if (n < center) center = n;
+  uint64_t hash = 0;
+  /* Byte pairs from min/2: the first byte of a pair goes through GEAR_LS and
+   * is tested against mask << 1 (the crate's two steps folded into one),
+   * the second through GEAR against mask. */
+  size_t i = chunking.min / 2;
+  const uint64_t mask_s = chunking.mask_s, mask_s_ls = mask_s << 1;
+  for (; i < center / 2; i++) {
+    hash = (hash << 2) + chunking.gear_ls[p[2 * i]];
+    if ((hash & mask_s_ls) == 0) return 2 * i;
+    hash += chunking.gear[p[2 * i + 1]];
+    if ((hash & mask_s) == 0) return 2 * i + 1;
+  }
+  const uint64_t mask_l = chunking.mask_l, mask_l_ls = mask_l << 1;
+  for (; i < n / 2; i++) {
+    hash = (hash << 2) + chunking.gear_ls[p[2 * i]];
+    if ((hash & mask_l_ls) == 0) return 2 * i;
+    hash += chunking.gear[p[2 * i + 1]];
+    if ((hash & mask_l) == 0) return 2 * i + 1;
+  }
+  return n;
+}
+
+/* What went wrong in a job, for JavaScript to word (it knows the paths). */
+enum { JOB_OK = 0, JOB_OPEN = 1, JOB_CHANGED = 2, JOB_SHRANK = 3, JOB_READ = 4, JOB_NOMEM = 5, JOB_COMPRESS = 6 };
+
+/* A growable byte array. */
+typedef struct {
+  uint8_t *data;
+  size_t length, capacity;
+} bytes_t;
+
+static int reserve(bytes_t *b, size_t more) {
+  if (b->length + more <= b->capacity) return 0;
+  size_t capacity = b->capacity < 65536 ? 65536 : b->capacity;
+  while (capacity < b->length + more) capacity *= 2;
+  uint8_t *data = realloc(b->data, capacity);
+  if (data == NULL) return -1;
+  b->data = data;
+  b->capacity = capacity;
+  return 0;
+}
+
+static int append(bytes_t *b, const void *data, size_t length) {
+  if (reserve(b, length) != 0) return -1;
+  memcpy(b->data + b->length, data, length);
+  b->length += length;
+  return 0;
+}
+
+/* A file's stretch of the segment's stream. */
+typedef struct {
+  uint32_t piece;
+  uint64_t file_offset, stream_offset, length;
+} span_t;
+
+typedef struct {
+  napi_async_work work;
+  napi_ref callback;
+  napi_ref known_ref;
+  napi_ref input_ref;
+  int level;
+  /* The target's chunks: sorted 36-byte entries (digest, u32 length LE). */
+  const uint8_t *known;
+  size_t known_count;
+  /* A segment of files: paths (NUL-terminated, back to back) and per piece size, from, to. */
+  char *paths;
+  char **path_of;
+  double *ranges;
+  size_t pieces;
+  /* Or bytes already in memory (the metadata tree), cut as one stream. */
+  const uint8_t *input;
+  size_t input_length;
+  /* Work and results. */
+  bytes_t stream;
+  span_t *spans;
+  size_t span_count, span_capacity;
+  bytes_t digests, lengths, frames, frame_lengths, sequence, extents, file_digests;
+  int status, err;
+  size_t failed_piece;
+} segment_job_t;
+
+static __thread ZSTD_CCtx *compress_context;
+
+static int add_span(segment_job_t *job, uint32_t piece, uint64_t file_offset, uint64_t stream_offset, uint64_t length) {
+  if (job->span_count > 0) {
+    span_t *last = &job->spans[job->span_count - 1];
+    if (last->piece == piece && last->file_offset + last->length == file_offset && last->stream_offset + last->length == stream_offset) {
+      last->length += length;
+      return 0;
+    }
+  }
+  if (job->span_count == job->span_capacity) {
+    size_t capacity = job->span_capacity ? 2 * job->span_capacity : 256;
+    span_t *spans = realloc(job->spans, capacity * sizeof *spans);
+    if (spans == NULL) return -1;
+    job->spans = spans;
+    job->span_capacity = capacity;
+  }
+  job->spans[job->span_count++] = (span_t){piece, file_offset, stream_offset, length};
+  return 0;
+}
+
+static int fail(segment_job_t *job, int status, int err, size_t piece) {
+  job->status = status;
+  job->err = err;
+  job->failed_piece = piece;
+  return -1;
+}
+
+static void hash_u64(EVP_MD_CTX *ctx, uint64_t value) {
+  uint8_t le[8];
+  for (int k = 0; k < 8; k++) le[k] = (uint8_t)(value >> (8 * k));
+  EVP_DigestUpdate(ctx, le, 8);
+}
+
+/* The data regions of an open file within from..to (holes skipped), visited in order. */
+typedef int (*region_visitor)(void *state, uint64_t start, uint64_t end);
+
+static int visit_regions(int fd, const struct stat *st, uint64_t from, uint64_t to, region_visitor visit, void *state) {
+  if ((uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size) return from < to ? visit(state, from, to) : 0;
+  uint64_t offset = from;
+  while (offset < to) {
+    off_t start = lseek(fd, (off_t)offset, SEEK_DATA);
+    if (start < 0 || (uint64_t)start >= to) break; /* ENXIO: no data after offset */
+    off_t hole = lseek(fd, start, SEEK_HOLE);
+    uint64_t end = hole < 0 || (uint64_t)hole > to ? to : (uint64_t)hole;
+    int rc = visit(state, (uint64_t)start, end);
+    if (rc != 0) return rc;
+    offset = end;
+  }
+  return 0;
+}
+
+/* Reads a region of the current piece into the stream. */
+typedef struct {
+  segment_job_t *job;
+  int fd;
+  uint32_t piece;
+  EVP_MD_CTX *digest; /* the file's content digest, when the piece is the whole file */
+} piece_reader_t;
+
+static int read_region(void *opaque, uint64_t start, uint64_t end) {
+  piece_reader_t *r = opaque;
+  segment_job_t *job = r->job;
+  if (reserve(&job->stream, end - start) != 0) return fail(job, JOB_NOMEM, ENOMEM, r->piece);
+  uint64_t stream_offset = job->stream.length;
+  uint8_t *at = job->stream.data + stream_offset;
+  for (uint64_t position = start; position < end;) {
+    ssize_t n = pread(r->fd, at + (position - start), end - position, (off_t)position);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(job, JOB_READ, errno, r->piece);
+    if (n == 0) return fail(job, JOB_SHRANK, 0, r->piece);
+    position += (uint64_t)n;
+  }
+  job->stream.length += end - start;
+  if (r->digest != NULL) {
+    hash_u64(r->digest, start);
+    hash_u64(r->digest, end - start);
+    EVP_DigestUpdate(r->digest, at, end - start);
+  }
+  if (add_span(job, r->piece, start, stream_offset, end - start) != 0) return fail(job, JOB_NOMEM, ENOMEM, r->piece);
+  return 0;
+}
+
+static int read_pieces(segment_job_t *job) {
+  /* Room for every byte at once (holes only take address space): growing
+   * as the data came would copy it again and again. */
+  uint64_t total = 0;
+  for (size_t i = 0; i < job->pieces; i++) total += (uint64_t)(job->ranges[3 * i + 2] - job->ranges[3 * i + 1]);
+  if (reserve(&job->file_digests, 33 * job->pieces) != 0 || reserve(&job->stream, total) != 0) return fail(job, JOB_NOMEM, ENOMEM, 0);
+  for (size_t i = 0; i < job->pieces; i++) {
+    uint64_t size = (uint64_t)job->ranges[3 * i], from = (uint64_t)job->ranges[3 * i + 1], to = (uint64_t)job->ranges[3 * i + 2];
+    int fd = open(job->path_of[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return fail(job, JOB_OPEN, errno, i);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
+      close(fd);
+      return fail(job, JOB_CHANGED, 0, i);
+    }
+    piece_reader_t reader = {job, fd, (uint32_t)i, NULL};
+    int whole = from == 0 && to == size;
+    if (whole) {
+      reader.digest = EVP_MD_CTX_new();
+      if (reader.digest == NULL || EVP_DigestInit_ex(reader.digest, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(reader.digest);
+        close(fd);
+        return fail(job, JOB_NOMEM, ENOMEM, i);
+      }
+    }
+    int rc = visit_regions(fd, &st, from, to, read_region, &reader);
+    close(fd);
+    /* Per piece: a flag byte (1 when the digest is the whole file's), then 32 bytes. */
+    uint8_t *out = job->file_digests.data + job->file_digests.length;
+    memset(out, 0, 33);
+    if (reader.digest != NULL) {
+      unsigned int length = 0;
+      hash_u64(reader.digest, size);
+      if (rc == 0 && EVP_DigestFinal_ex(reader.digest, out + 1, &length) == 1 && length == 32) out[0] = 1;
+      EVP_MD_CTX_free(reader.digest);
+    }
+    job->file_digests.length += 33;
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+static int compare_known(const void *key, const void *entry) {
+  return memcmp(key, entry, 32);
+}
+
+/* Whether the target stores a chunk of this digest and length. */
+static int is_known(const segment_job_t *job, const uint8_t *digest, uint32_t length) {
+  if (job->known_count == 0) return 0;
+  const uint8_t *entry = bsearch(digest, job->known, job->known_count, 36, compare_known);
+  if (entry == NULL) return 0;
+  uint32_t known_length = (uint32_t)entry[32] | (uint32_t)entry[33] << 8 | (uint32_t)entry[34] << 16 | (uint32_t)entry[35] << 24;
+  return known_length == length;
+}
+
+/* Distinct chunks of this segment by digest: open addressing on the digest's first bytes. */
+typedef struct {
+  uint32_t *slots; /* chunk index + 1; 0 is empty */
+  size_t mask;
+} chunk_set_t;
+
+static uint32_t *slot_for(chunk_set_t *set, const bytes_t *digests, const uint8_t *digest) {
+  uint64_t h;
+  memcpy(&h, digest, sizeof h);
+  for (size_t i = (size_t)h & set->mask;; i = (i + 1) & set->mask) {
+    uint32_t *slot = &set->slots[i];
+    if (*slot == 0 || memcmp(digests->data + 32 * (size_t)(*slot - 1), digest, 32) == 0) return slot;
+  }
+}
+
+static int push_extent(segment_job_t *job, const span_t *span, uint64_t from, uint64_t to, uint32_t chunk, uint64_t chunk_start) {
+  double values[5] = {(double)span->piece, (double)(span->file_offset + (from - span->stream_offset)), (double)chunk, (double)(from - chunk_start), (double)(to - from)};
+  return append(&job->extents, values, sizeof values);
+}
+
+static int cut_and_store(segment_job_t *job, const uint8_t *stream, size_t length) {
+  size_t most_chunks = length / (chunking.min ? chunking.min : 1) + 2;
+  size_t slots = 16;
+  while (slots < 2 * most_chunks) slots *= 2;
+  chunk_set_t set = {calloc(slots, sizeof(uint32_t)), slots - 1};
+  if (set.slots == NULL || reserve(&job->frames, ZSTD_compressBound(length)) != 0) {
+    free(set.slots);
+    return fail(job, JOB_NOMEM, ENOMEM, 0);
+  }
+  if (compress_context == NULL) compress_context = ZSTD_createCCtx();
+  int rc = 0;
+  size_t span = 0;
+  for (size_t position = 0; position < length && rc == 0;) {
+    size_t n = cut(stream + position, length - position);
+    const uint8_t *data = stream + position;
+    uint8_t digest[32];
+    if (EVP_Digest(data, n, digest, NULL, EVP_sha256(), NULL) != 1) {
+      rc = fail(job, JOB_NOMEM, ENOMEM, 0);
+      break;
+    }
+    uint32_t *slot = slot_for(&set, &job->digests, digest);
+    uint32_t index;
+    if (*slot != 0) {
+      index = *slot - 1;
+    } else {
+      index = (uint32_t)(job->digests.length / 32);
+      uint32_t length32 = (uint32_t)n, frame_length = 0;
+      if (append(&job->digests, digest, 32) != 0 || append(&job->lengths, &length32, 4) != 0) {
+        rc = fail(job, JOB_NOMEM, ENOMEM, 0);
+        break;
+      }
+      *slot = index + 1;
+      if (!is_known(job, digest, length32)) {
+        size_t bound = ZSTD_compressBound(n);
+        if (compress_context == NULL || reserve(&job->frames, bound) != 0) {
+          rc = fail(job, JOB_NOMEM, ENOMEM, 0);
+          break;
+        }
+        size_t written = ZSTD_compressCCtx(compress_context, job->frames.data + job->frames.length, bound, data, n, job->level);
+        if (ZSTD_isError(written)) {
+          rc = fail(job, JOB_COMPRESS, 0, 0);
+          break;
+        }
+        job->frames.length += written;
+        frame_length = (uint32_t)written;
+      }
+      if (append(&job->frame_lengths, &frame_length, 4) != 0) {
+        rc = fail(job, JOB_NOMEM, ENOMEM, 0);
+        break;
+      }
+    }
+    if (append(&job->sequence, &index, 4) != 0) {
+      rc = fail(job, JOB_NOMEM, ENOMEM, 0);
+      break;
+    }
+    /* The parts of files this chunk holds. */
+    uint64_t chunk_start = position, chunk_end = position + n;
+    while (span < job->span_count && rc == 0) {
+      const span_t *s = &job->spans[span];
+      uint64_t from = s->stream_offset > chunk_start ? s->stream_offset : chunk_start;
+      uint64_t span_end = s->stream_offset + s->length;
+      uint64_t to = span_end < chunk_end ? span_end : chunk_end;
+      if (from >= chunk_end) break;
+      if (push_extent(job, s, from, to, index, chunk_start) != 0) rc = fail(job, JOB_NOMEM, ENOMEM, 0);
+      if (span_end <= chunk_end) span++;
+      else break;
+    }
+    position += n;
+  }
+  free(set.slots);
+  return rc;
+}
+
+static void segment_execute(napi_env env, void *opaque) {
+  segment_job_t *job = opaque;
+  if (job->input != NULL) {
+    cut_and_store(job, job->input, job->input_length);
+    return;
+  }
+  if (read_pieces(job) != 0) return;
+  cut_and_store(job, job->stream.data, job->stream.length);
+}
+
+static void free_bytes(napi_env env, void *data, void *hint) {
+  free(data);
+}
+
+/* The bytes as a Buffer that owns them (freed with it); an empty Buffer for none. */
+static napi_value take_bytes(napi_env env, bytes_t *b) {
+  napi_value value;
+  if (b->length == 0) {
+    free(b->data);
+    napi_create_buffer(env, 0, NULL, &value);
+  } else if (napi_create_external_buffer(env, b->length, b->data, free_bytes, NULL, &value) != napi_ok) {
+    free(b->data);
+    napi_create_buffer(env, 0, NULL, &value);
+  }
+  b->data = NULL;
+  b->length = b->capacity = 0;
+  return value;
+}
+
+static void set_number(napi_env env, napi_value object, const char *name, double number) {
+  napi_value value;
+  napi_create_double(env, number, &value);
+  napi_set_named_property(env, object, name, value);
+}
+
+static void segment_complete(napi_env env, napi_status status, void *opaque) {
+  segment_job_t *job = opaque;
+  napi_value callback, undefined, result, error;
+  napi_get_reference_value(env, job->callback, &callback);
+  napi_get_undefined(env, &undefined);
+  if (job->status != JOB_OK) {
+    napi_create_object(env, &error);
+    set_number(env, error, "status", job->status);
+    set_number(env, error, "errno", job->err);
+    set_number(env, error, "piece", (double)job->failed_piece);
+    result = undefined;
+  } else {
+    error = undefined;
+    napi_create_object(env, &result);
+    napi_set_named_property(env, result, "digests", take_bytes(env, &job->digests));
+    napi_set_named_property(env, result, "lengths", take_bytes(env, &job->lengths));
+    napi_set_named_property(env, result, "frames", take_bytes(env, &job->frames));
+    napi_set_named_property(env, result, "frameLengths", take_bytes(env, &job->frame_lengths));
+    napi_set_named_property(env, result, "sequence", take_bytes(env, &job->sequence));
+    napi_set_named_property(env, result, "extents", take_bytes(env, &job->extents));
+    napi_set_named_property(env, result, "fileDigests", take_bytes(env, &job->file_digests));
+  }
+  napi_value argv[2] = {error, result}, ignored;
+  napi_call_function(env, undefined, callback, 2, argv, &ignored);
+  napi_delete_reference(env, job->callback);
+  if (job->known_ref != NULL) napi_delete_reference(env, job->known_ref);
+  if (job->input_ref != NULL) napi_delete_reference(env, job->input_ref);
+  napi_delete_async_work(env, job->work);
+  free(job->stream.data);
+  free(job->spans);
+  free(job->digests.data);
+  free(job->lengths.data);
+  free(job->frames.data);
+  free(job->frame_lengths.data);
+  free(job->sequence.data);
+  free(job->extents.data);
+  free(job->file_digests.data);
+  free(job->paths);
+  free(job->path_of);
+  free(job->ranges);
+  free(job);
+}
+
+static napi_value queue_job(napi_env env, segment_job_t *job, napi_value known, napi_value level, napi_value callback) {
+  void *known_data = NULL;
+  size_t known_length = 0;
+  if (!chunking.ready || napi_get_buffer_info(env, known, &known_data, &known_length) != napi_ok || known_length % 36 != 0) {
+    free(job->paths);
+    free(job->path_of);
+    free(job->ranges);
+    free(job);
+    napi_throw_type_error(env, NULL, "segment job: configureChunker first, and known chunks are 36-byte entries");
+    return NULL;
+  }
+  job->known = known_data;
+  job->known_count = known_length / 36;
+  job->level = (int)tessera_get_int64(env, level);
+  napi_value name;
+  napi_create_string_utf8(env, "tessera:segment", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, known, 1, &job->known_ref) != napi_ok || napi_create_reference(env, callback, 1, &job->callback) != napi_ok ||
+      napi_create_async_work(env, NULL, name, segment_execute, segment_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_throw_error(env, NULL, "segment job: cannot queue the work");
+    return NULL;
+  }
+  return NULL;
+}
+
+/* chunkFiles(paths, ranges, known, level, callback(error, result)): `paths`
+ * the pieces' paths, each NUL-terminated, back to back; `ranges` a
+ * Float64Array of size, from, to per piece. The result holds Buffers:
+ * digests (32 bytes per distinct chunk, in stream order), lengths and
+ * frameLengths (u32 each; a frame length of 0 for a chunk the target
+ * stores), frames (the compressed chunks back to back), sequence (u32
+ * per cut, in stream order: the index of its distinct chunk), extents (float64
+ * piece, file offset, chunk, offset in the chunk, length) and fileDigests
+ * (per piece a byte, 1 when followed by the whole file's content digest,
+ * and 32 bytes). An error is {status, errno, piece}. */
+static napi_value js_chunk_files(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (tessera_get_args(env, info, 5, argv) == NULL) return NULL;
+  void *paths_data, *ranges_data;
+  size_t paths_length, ranges_length;
+  napi_typedarray_type type;
+  napi_value array_buffer;
+  size_t byte_offset;
+  NAPI_CALL(env, napi_get_buffer_info(env, argv[0], &paths_data, &paths_length));
+  NAPI_CALL(env, napi_get_typedarray_info(env, argv[1], &type, &ranges_length, &ranges_data, &array_buffer, &byte_offset));
+  if (type != napi_float64_array || ranges_length % 3 != 0) {
+    napi_throw_type_error(env, NULL, "chunkFiles: ranges are a Float64Array of size, from, to per piece");
+    return NULL;
+  }
+  segment_job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->pieces = ranges_length / 3;
+  job->paths = malloc(paths_length + 1);
+  job->path_of = calloc(job->pieces + 1, sizeof(char *));
+  job->ranges = malloc(ranges_length * sizeof(double) + 1);
+  if (job->paths == NULL || job->path_of == NULL || job->ranges == NULL) {
+    free(job->paths);
+    free(job->path_of);
+    free(job->ranges);
+    free(job);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  memcpy(job->paths, paths_data, paths_length);
+  job->paths[paths_length] = '\0';
+  memcpy(job->ranges, ranges_data, ranges_length * sizeof(double));
+  size_t found = 0;
+  for (size_t at = 0; at < paths_length && found < job->pieces; found++) {
+    job->path_of[found] = job->paths + at;
+    at += strlen(job->paths + at) + 1;
+  }
+  if (found != job->pieces) {
+    free(job->paths);
+    free(job->path_of);
+    free(job->ranges);
+    free(job);
+    napi_throw_type_error(env, NULL, "chunkFiles: one NUL-terminated path per piece");
+    return NULL;
+  }
+  return queue_job(env, job, argv[2], argv[3], argv[4]);
+}
+
+/* chunkBytes(data, known, level, callback(error, result)): the same for
+ * bytes in memory, as one stream (no files: extents and fileDigests are
+ * empty). `data` must not change until the callback. */
+static napi_value js_chunk_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (tessera_get_args(env, info, 4, argv) == NULL) return NULL;
+  void *data;
+  size_t length;
+  NAPI_CALL(env, napi_get_buffer_info(env, argv[0], &data, &length));
+  segment_job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->input = data;
+  job->input_length = length;
+  if (napi_create_reference(env, argv[0], 1, &job->input_ref) != napi_ok) {
+    free(job);
+    napi_throw_error(env, NULL, "chunkBytes: cannot hold the data");
+    return NULL;
+  }
+  return queue_job(env, job, argv[1], argv[2], argv[3]);
+}
+
+static uint64_t bigint_at(napi_env env, napi_value array, uint32_t index) {
+  napi_value element;
+  uint64_t value = 0;
+  bool lossless;
+  napi_get_element(env, array, index, &element);
+  napi_get_value_bigint_uint64(env, element, &value, &lossless);
+  return value;
+}
+
+/* configureChunker(gear, gearShifted, minSize, avgSize, maxSize, maskS, maskL):
+ * the tables as BigUint64Arrays of 256 (src/chunk/gear.ts), masks as bigints. */
+static napi_value js_configure_chunker(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (tessera_get_args(env, info, 7, argv) == NULL) return NULL;
+  for (uint32_t i = 0; i < 256; i++) {
+    chunking.gear[i] = bigint_at(env, argv[0], i);
+    chunking.gear_ls[i] = bigint_at(env, argv[1], i);
+  }
+  chunking.min = (size_t)tessera_get_int64(env, argv[2]);
+  chunking.avg = (size_t)tessera_get_int64(env, argv[3]);
+  chunking.max = (size_t)tessera_get_int64(env, argv[4]);
+  bool lossless;
+  napi_get_value_bigint_uint64(env, argv[5], &chunking.mask_s, &lossless);
+  napi_get_value_bigint_uint64(env, argv[6], &chunking.mask_l, &lossless);
+  chunking.ready = chunking.min > 0 && chunking.min <= chunking.avg && chunking.avg <= chunking.max;
+  return NULL;
+}
+
+/* A split file's content digest (its pieces are cut in several segments). */
+typedef struct {
+  napi_async_work work;
+  napi_ref callback;
+  char *path;
+  uint64_t size;
+  uint8_t digest[32];
+  int status, err;
+} file_digest_t;
+
+typedef struct {
+  file_digest_t *job;
+  int fd;
+  EVP_MD_CTX *ctx;
+  uint8_t *buffer;
+} digest_reader_t;
+
+enum { DIGEST_BUFFER_BYTES = 1 << 20 };
+
+static int digest_region(void *opaque, uint64_t start, uint64_t end) {
+  digest_reader_t *r = opaque;
+  hash_u64(r->ctx, start);
+  hash_u64(r->ctx, end - start);
+  for (uint64_t position = start; position < end;) {
+    size_t want = end - position < DIGEST_BUFFER_BYTES ? (size_t)(end - position) : DIGEST_BUFFER_BYTES;
+    ssize_t n = pread(r->fd, r->buffer, want, (off_t)position);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      r->job->status = JOB_READ;
+      r->job->err = errno;
+      return -1;
+    }
+    if (n == 0) {
+      r->job->status = JOB_SHRANK;
+      return -1;
+    }
+    EVP_DigestUpdate(r->ctx, r->buffer, (size_t)n);
+    position += (uint64_t)n;
+  }
+  return 0;
+}
+
+static void digest_execute(napi_env env, void *opaque) {
+  file_digest_t *job = opaque;
+  int fd = open(job->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    job->status = JOB_OPEN;
+    job->err = errno;
+    return;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != job->size) {
+    job->status = JOB_CHANGED;
+    close(fd);
+    return;
+  }
+  digest_reader_t reader = {job, fd, EVP_MD_CTX_new(), malloc(DIGEST_BUFFER_BYTES)};
+  unsigned int length = 0;
+  if (reader.ctx == NULL || reader.buffer == NULL || EVP_DigestInit_ex(reader.ctx, EVP_sha256(), NULL) != 1) {
+    job->status = JOB_NOMEM;
+    job->err = ENOMEM;
+  } else if (visit_regions(fd, &st, 0, job->size, digest_region, &reader) == 0) {
+    hash_u64(reader.ctx, job->size);
+    if (EVP_DigestFinal_ex(reader.ctx, job->digest, &length) != 1 || length != 32) {
+      job->status = JOB_NOMEM;
+      job->err = ENOMEM;
+    }
+  }
+  EVP_MD_CTX_free(reader.ctx);
+  free(reader.buffer);
+  close(fd);
+}
+
+static void digest_complete(napi_env env, napi_status status, void *opaque) {
+  file_digest_t *job = opaque;
+  napi_value callback, undefined, error, result, ignored;
+  napi_get_reference_value(env, job->callback, &callback);
+  napi_get_undefined(env, &undefined);
+  error = result = undefined;
+  if (job->status != JOB_OK) {
+    napi_create_object(env, &error);
+    set_number(env, error, "status", job->status);
+    set_number(env, error, "errno", job->err);
+    set_number(env, error, "piece", 0);
+  } else {
+    napi_create_buffer_copy(env, 32, job->digest, NULL, &result);
+  }
+  napi_value argv[2] = {error, result};
+  napi_call_function(env, undefined, callback, 2, argv, &ignored);
+  napi_delete_reference(env, job->callback);
+  napi_delete_async_work(env, job->work);
+  free(job->path);
+  free(job);
+}
+
+/* digestFile(path, size, callback(error, digest)): the content digest
+ * src/build/file-data.ts defines, of a file that must still be `size` bytes. */
+static napi_value js_digest_file(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (tessera_get_args(env, info, 3, argv) == NULL) return NULL;
+  file_digest_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->path = tessera_get_bytes(env, argv[0], NULL);
+  if (job->path == NULL) {
+    free(job);
+    return NULL;
+  }
+  job->size = (uint64_t)tessera_get_int64(env, argv[1]);
+  napi_value name;
+  napi_create_string_utf8(env, "tessera:digestFile", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[2], 1, &job->callback) != napi_ok ||
+      napi_create_async_work(env, NULL, name, digest_execute, digest_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    free(job->path);
+    free(job);
+    napi_throw_error(env, NULL, "digestFile: cannot queue the work");
+    return NULL;
+  }
+  return NULL;
+}
+
+void tessera_register_segment(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"configureChunker", NULL, js_configure_chunker, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"chunkFiles", NULL, js_chunk_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"chunkBytes", NULL, js_chunk_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"digestFile", NULL, js_digest_file, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}
