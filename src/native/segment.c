@@ -358,14 +358,28 @@ static int cut_and_store(segment_job_t *job, const uint8_t *stream, size_t lengt
   return rc;
 }
 
+/* A pool thread keeps the memory of its last segment's stream for the next:
+ * fresh memory for every segment cost a page fault per 4 KiB (a tenth of
+ * the CPU of building a 1 GiB file). */
+static __thread bytes_t spare_stream;
+enum { SPARE_STREAM_MAX = 64 << 20 };
+
 static void segment_execute(napi_env env, void *opaque) {
   segment_job_t *job = opaque;
   if (job->input != NULL) {
     cut_and_store(job, job->input, job->input_length);
     return;
   }
-  if (read_pieces(job) != 0) return;
-  cut_and_store(job, job->stream.data, job->stream.length);
+  job->stream = spare_stream;
+  job->stream.length = 0;
+  spare_stream = (bytes_t){NULL, 0, 0};
+  if (read_pieces(job) == 0) cut_and_store(job, job->stream.data, job->stream.length);
+  if (job->stream.capacity <= SPARE_STREAM_MAX) {
+    spare_stream = job->stream;
+  } else {
+    free(job->stream.data);
+  }
+  job->stream = (bytes_t){NULL, 0, 0};
 }
 
 static void free_bytes(napi_env env, void *data, void *hint) {
