@@ -10,8 +10,7 @@
  * without the pool (see LayoutBlobWriter.write).
  */
 import { getSystemErrorName } from 'node:util';
-import { TESSERA_CHUNKING } from '../chunk/fastcdc.js';
-import { gearTables, masksFor } from '../chunk/gear.js';
+import { TESSERA_CHUNKING, chunkerFor } from '../chunk/fastcdc.js';
 import { describeSystemError, internal, ioError, type TesseraError } from '../errors.js';
 import { BUILD_JOB, nativeBuild, type BuildJobError, type NativeBuildCallback, type NativeChunked } from '../native/index.js';
 import type { KnownChunks } from './chunk-table.js';
@@ -37,25 +36,14 @@ export interface ChunkedPiece {
   extents: Array<{ fileOffset: number; chunk: number; chunkOffset: number; length: number }>;
 }
 
-let chunkerConfigured = false;
-
-function configureChunker(): void {
-  if (chunkerConfigured) return;
-  const { minSize, avgSize, maxSize, normalization, seed } = TESSERA_CHUNKING;
-  const { gear, gearShifted } = gearTables(seed);
-  const { maskS, maskL } = masksFor(avgSize, normalization);
-  nativeBuild.configureChunker(gear, gearShifted, minSize, avgSize, maxSize, maskS, maskL);
-  chunkerConfigured = true;
-}
-
 export class SegmentRunner {
   private readonly known: Buffer;
+  private readonly chunker = chunkerFor(TESSERA_CHUNKING);
 
   constructor(
     known: KnownChunks,
     private readonly level: number,
   ) {
-    configureChunker();
     this.known = encodeKnown(known);
   }
 
@@ -63,7 +51,7 @@ export class SegmentRunner {
   async segment(pieces: readonly FilePiece[]): Promise<{ chunks: Chunked; pieces: ChunkedPiece[] }> {
     const paths = Buffer.concat(pieces.flatMap((piece) => [piece.path, NUL]));
     const ranges = Float64Array.from(pieces.flatMap((piece) => [piece.size, piece.from, piece.to]));
-    const native = await this.run<NativeChunked>((done) => nativeBuild.chunkFiles(paths, ranges, this.known, this.level, done), pieces);
+    const native = await this.run<NativeChunked>((done) => nativeBuild.chunkFiles(this.chunker, paths, ranges, this.known, this.level, done), pieces);
     const results: ChunkedPiece[] = pieces.map((piece, i) => {
       const at = 33 * i;
       const digest = native.fileDigests[at] === 1 ? Buffer.from(native.fileDigests.subarray(at + 1, at + 33)) : undefined;
@@ -78,7 +66,7 @@ export class SegmentRunner {
 
   /** Cuts, names and compresses bytes in memory (the metadata tree). */
   async bytes(data: Buffer): Promise<Chunked> {
-    return chunkedOf(await this.run<NativeChunked>((done) => nativeBuild.chunkBytes(data, this.known, this.level, done), []));
+    return chunkedOf(await this.run<NativeChunked>((done) => nativeBuild.chunkBytes(this.chunker, data, this.known, this.level, done), []));
   }
 
   /** A whole file's content digest. */

@@ -6,12 +6,9 @@ import { InvalidArgumentError } from 'commander';
 import { reportError } from './output.js';
 import { compileWasmBaselineOnly } from './wasm-baseline.js';
 
-/** The commands that cut chunks (FastCDC is WebAssembly that needs V8's optimizing compiler); the others parse HTTP with the baseline one. */
-const CHUNKING_COMMANDS = new Set(['build', 'import', 'demo']);
-
 export function action<Args extends unknown[]>(name: string, body: (...args: Args) => Promise<void>): (...args: Args) => Promise<void> {
   return async (...args: Args) => {
-    if (!CHUNKING_COMMANDS.has(name)) compileWasmBaselineOnly();
+    compileWasmBaselineOnly();
     try {
       await body(...args);
     } catch (error) {

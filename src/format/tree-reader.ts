@@ -242,7 +242,7 @@ export class TreeReader {
     return chunks;
   }
 
-  /** A regular file's content digest (32 bytes; see FileDigest in the builder). */
+  /** A regular file's content digest (32 bytes; defined in src/native/segment.c). */
   async fileDigest(file: Inode): Promise<Buffer> {
     return this.string(file.parent, 32, `file inode ${file.ino} digest`);
   }

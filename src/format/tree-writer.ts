@@ -53,7 +53,7 @@ export interface InodeInput {
   parent?: number;
   /** Regular files: extents in file order. */
   extents?: Extent[];
-  /** Regular files: the content digest (see contentDigest in tree-layout.ts). */
+  /** Regular files: the content digest (defined in src/native/segment.c). */
   digest?: Buffer;
   /** Symlinks: the target, as bytes. */
   target?: Buffer;

@@ -60,12 +60,17 @@ export interface NativeChunked {
 
 export type NativeBuildCallback<T> = (error: BuildJobError | undefined, result: T | undefined) => void;
 
+/** Opaque handle to a native FastCDC chunker (its parameters and tables). */
+export type ChunkerHandle = { readonly __brand: 'ChunkerHandle' };
+
 export interface NativeBuild {
-  configureChunker(gear: BigUint64Array, gearShifted: BigUint64Array, minSize: number, avgSize: number, maxSize: number, maskS: bigint, maskL: bigint): void;
+  createChunker(gear: BigUint64Array, gearShifted: BigUint64Array, minSize: number, avgSize: number, maxSize: number, maskS: bigint, maskL: bigint): ChunkerHandle;
+  /** The chunk lengths of data as one stream, u32 each, on this thread. */
+  cutLengths(chunker: ChunkerHandle, data: Buffer): Buffer;
   /** Reads, cuts, names and compresses file pieces on libuv's thread pool. */
-  chunkFiles(paths: Buffer, ranges: Float64Array, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
+  chunkFiles(chunker: ChunkerHandle, paths: Buffer, ranges: Float64Array, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
   /** The same for bytes in memory (unchanged until the callback). */
-  chunkBytes(data: Buffer, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
+  chunkBytes(chunker: ChunkerHandle, data: Buffer, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
   /** A whole file's content digest (regions, bytes and size; see src/native/segment.c). */
   digestFile(path: Buffer, size: number, callback: NativeBuildCallback<Buffer>): void;
 }

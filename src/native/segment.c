@@ -11,13 +11,18 @@
  * still decides what is stored: it takes the segments back in order and
  * appends their new chunks to packs.
  *
- * The chunker is FastCDC 2020 exactly as src/chunk/fastcdc.wat cuts (the
- * Rust crate's v2020 module): the gear tables and masks come from
- * src/chunk/gear.ts, and the two must agree on every cut point
- * (test/chunk/native-chunker.test.ts). A segment is read whole into memory
- * and cut in one pass: a segment is at most a few dozen MiB, and cutting a
- * whole buffer gives the same cuts as the streaming chunker, which only
- * cuts once max_size bytes are known or the stream has ended. */
+ * The chunker is FastCDC 2020, bit-exact with the Rust crate `fastcdc`
+ * (module v2020): the gear tables and masks come from src/chunk/gear.ts,
+ * and test/chunk/fastcdc.test.ts holds it to the crate's vectors and to a
+ * BigInt transcription of the algorithm. A segment is read whole into
+ * memory and cut in one pass (a segment is at most a few dozen MiB): a cut
+ * looks at up to max_size bytes ahead, so a stream read in pieces could
+ * only be cut where max_size bytes were known, for the same result.
+ *
+ * The content digest of a file (what `tessera diff` compares): SHA-256
+ * over each data region (u64 offset, u64 length, little-endian, then its
+ * bytes) and then the u64 size; holes cost nothing to hash, so a sparse
+ * 5 GiB disk image is hashed as fast as its data. */
 #define _GNU_SOURCE
 #include "common.h"
 
@@ -31,38 +36,38 @@
 #include <unistd.h>
 #include <zstd.h>
 
-/* The chunking parameters: set once (configureChunker), read by every job. */
-static struct {
+/* A chunker: FastCDC's parameters and tables (createChunker). Read-only
+ * once made, so jobs on any thread share it. */
+typedef struct {
   uint64_t gear[256];
   uint64_t gear_ls[256];
   size_t min, avg, max;
   uint64_t mask_s, mask_l;
-  int ready;
-} chunking;
+} chunker_t;
 
 /* One cut over the n > 0 bytes at p: the length of the chunk that starts there. */
-static size_t cut(const uint8_t *p, size_t n) {
-  if (n <= chunking.min) return n;
-  size_t center = chunking.avg;
-  if (n > chunking.max) n = chunking.max;
+static size_t cut(const chunker_t *c, const uint8_t *p, size_t n) {
+  if (n <= c->min) return n;
+  size_t center = c->avg;
+  if (n > c->max) n = c->max;
   else if (n < center) center = n;
   uint64_t hash = 0;
   /* Byte pairs from min/2: the first byte of a pair goes through GEAR_LS and
    * is tested against mask << 1 (the crate's two steps folded into one),
    * the second through GEAR against mask. */
-  size_t i = chunking.min / 2;
-  const uint64_t mask_s = chunking.mask_s, mask_s_ls = mask_s << 1;
+  size_t i = c->min / 2;
+  const uint64_t mask_s = c->mask_s, mask_s_ls = mask_s << 1;
   for (; i < center / 2; i++) {
-    hash = (hash << 2) + chunking.gear_ls[p[2 * i]];
+    hash = (hash << 2) + c->gear_ls[p[2 * i]];
     if ((hash & mask_s_ls) == 0) return 2 * i;
-    hash += chunking.gear[p[2 * i + 1]];
+    hash += c->gear[p[2 * i + 1]];
     if ((hash & mask_s) == 0) return 2 * i + 1;
   }
-  const uint64_t mask_l = chunking.mask_l, mask_l_ls = mask_l << 1;
+  const uint64_t mask_l = c->mask_l, mask_l_ls = mask_l << 1;
   for (; i < n / 2; i++) {
-    hash = (hash << 2) + chunking.gear_ls[p[2 * i]];
+    hash = (hash << 2) + c->gear_ls[p[2 * i]];
     if ((hash & mask_l_ls) == 0) return 2 * i;
-    hash += chunking.gear[p[2 * i + 1]];
+    hash += c->gear[p[2 * i + 1]];
     if ((hash & mask_l) == 0) return 2 * i + 1;
   }
   return n;
@@ -104,8 +109,10 @@ typedef struct {
 typedef struct {
   napi_async_work work;
   napi_ref callback;
+  napi_ref chunker_ref;
   napi_ref known_ref;
   napi_ref input_ref;
+  const chunker_t *chunker;
   int level;
   /* The target's chunks: sorted 36-byte entries (digest, u32 length LE). */
   const uint8_t *known;
@@ -286,7 +293,7 @@ static int push_extent(segment_job_t *job, const span_t *span, uint64_t from, ui
 }
 
 static int cut_and_store(segment_job_t *job, const uint8_t *stream, size_t length) {
-  size_t most_chunks = length / (chunking.min ? chunking.min : 1) + 2;
+  size_t most_chunks = length / job->chunker->min + 2;
   size_t slots = 16;
   while (slots < 2 * most_chunks) slots *= 2;
   chunk_set_t set = {calloc(slots, sizeof(uint32_t)), slots - 1};
@@ -298,7 +305,7 @@ static int cut_and_store(segment_job_t *job, const uint8_t *stream, size_t lengt
   int rc = 0;
   size_t span = 0;
   for (size_t position = 0; position < length && rc == 0;) {
-    size_t n = cut(stream + position, length - position);
+    size_t n = cut(job->chunker, stream + position, length - position);
     const uint8_t *data = stream + position;
     uint8_t digest[32];
     if (EVP_Digest(data, n, digest, NULL, EVP_sha256(), NULL) != 1) {
@@ -432,6 +439,7 @@ static void segment_complete(napi_env env, napi_status status, void *opaque) {
   napi_value argv[2] = {error, result}, ignored;
   napi_call_function(env, undefined, callback, 2, argv, &ignored);
   napi_delete_reference(env, job->callback);
+  if (job->chunker_ref != NULL) napi_delete_reference(env, job->chunker_ref);
   if (job->known_ref != NULL) napi_delete_reference(env, job->known_ref);
   if (job->input_ref != NULL) napi_delete_reference(env, job->input_ref);
   napi_delete_async_work(env, job->work);
@@ -450,15 +458,35 @@ static void segment_complete(napi_env env, napi_status status, void *opaque) {
   free(job);
 }
 
-static napi_value queue_job(napi_env env, segment_job_t *job, napi_value known, napi_value level, napi_value callback) {
+/* The chunker behind a handle from createChunker; NULL (a TypeError pending) for anything else. */
+static const chunker_t *chunker_of(napi_env env, napi_value value) {
+  napi_valuetype type;
+  void *data = NULL;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external || napi_get_value_external(env, value, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, NULL, "expected a chunker from createChunker");
+    return NULL;
+  }
+  return data;
+}
+
+static void free_job_inputs(segment_job_t *job) {
+  free(job->paths);
+  free(job->path_of);
+  free(job->ranges);
+  free(job);
+}
+
+static napi_value queue_job(napi_env env, segment_job_t *job, napi_value chunker, napi_value known, napi_value level, napi_value callback) {
   void *known_data = NULL;
   size_t known_length = 0;
-  if (!chunking.ready || napi_get_buffer_info(env, known, &known_data, &known_length) != napi_ok || known_length % 36 != 0) {
-    free(job->paths);
-    free(job->path_of);
-    free(job->ranges);
-    free(job);
-    napi_throw_type_error(env, NULL, "segment job: configureChunker first, and known chunks are 36-byte entries");
+  job->chunker = chunker_of(env, chunker);
+  if (job->chunker == NULL) {
+    free_job_inputs(job);
+    return NULL;
+  }
+  if (napi_get_buffer_info(env, known, &known_data, &known_length) != napi_ok || known_length % 36 != 0) {
+    free_job_inputs(job);
+    napi_throw_type_error(env, NULL, "segment job: known chunks are 36-byte entries");
     return NULL;
   }
   job->known = known_data;
@@ -466,7 +494,8 @@ static napi_value queue_job(napi_env env, segment_job_t *job, napi_value known, 
   job->level = (int)tessera_get_int64(env, level);
   napi_value name;
   napi_create_string_utf8(env, "tessera:segment", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_reference(env, known, 1, &job->known_ref) != napi_ok || napi_create_reference(env, callback, 1, &job->callback) != napi_ok ||
+  if (napi_create_reference(env, chunker, 1, &job->chunker_ref) != napi_ok || napi_create_reference(env, known, 1, &job->known_ref) != napi_ok ||
+      napi_create_reference(env, callback, 1, &job->callback) != napi_ok ||
       napi_create_async_work(env, NULL, name, segment_execute, segment_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
     napi_throw_error(env, NULL, "segment job: cannot queue the work");
@@ -475,7 +504,7 @@ static napi_value queue_job(napi_env env, segment_job_t *job, napi_value known, 
   return NULL;
 }
 
-/* chunkFiles(paths, ranges, known, level, callback(error, result)): `paths`
+/* chunkFiles(chunker, paths, ranges, known, level, callback(error, result)): `paths`
  * the pieces' paths, each NUL-terminated, back to back; `ranges` a
  * Float64Array of size, from, to per piece. The result holds Buffers:
  * digests (32 bytes per distinct chunk, in stream order), lengths and
@@ -486,15 +515,15 @@ static napi_value queue_job(napi_env env, segment_job_t *job, napi_value known, 
  * (per piece a byte, 1 when followed by the whole file's content digest,
  * and 32 bytes). An error is {status, errno, piece}. */
 static napi_value js_chunk_files(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (tessera_get_args(env, info, 5, argv) == NULL) return NULL;
+  napi_value argv[6];
+  if (tessera_get_args(env, info, 6, argv) == NULL) return NULL;
   void *paths_data, *ranges_data;
   size_t paths_length, ranges_length;
   napi_typedarray_type type;
   napi_value array_buffer;
   size_t byte_offset;
-  NAPI_CALL(env, napi_get_buffer_info(env, argv[0], &paths_data, &paths_length));
-  NAPI_CALL(env, napi_get_typedarray_info(env, argv[1], &type, &ranges_length, &ranges_data, &array_buffer, &byte_offset));
+  NAPI_CALL(env, napi_get_buffer_info(env, argv[1], &paths_data, &paths_length));
+  NAPI_CALL(env, napi_get_typedarray_info(env, argv[2], &type, &ranges_length, &ranges_data, &array_buffer, &byte_offset));
   if (type != napi_float64_array || ranges_length % 3 != 0) {
     napi_throw_type_error(env, NULL, "chunkFiles: ranges are a Float64Array of size, from, to per piece");
     return NULL;
@@ -532,18 +561,18 @@ static napi_value js_chunk_files(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "chunkFiles: one NUL-terminated path per piece");
     return NULL;
   }
-  return queue_job(env, job, argv[2], argv[3], argv[4]);
+  return queue_job(env, job, argv[0], argv[3], argv[4], argv[5]);
 }
 
-/* chunkBytes(data, known, level, callback(error, result)): the same for
+/* chunkBytes(chunker, data, known, level, callback(error, result)): the same for
  * bytes in memory, as one stream (no files: extents and fileDigests are
  * empty). `data` must not change until the callback. */
 static napi_value js_chunk_bytes(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  if (tessera_get_args(env, info, 4, argv) == NULL) return NULL;
+  napi_value argv[5];
+  if (tessera_get_args(env, info, 5, argv) == NULL) return NULL;
   void *data;
   size_t length;
-  NAPI_CALL(env, napi_get_buffer_info(env, argv[0], &data, &length));
+  NAPI_CALL(env, napi_get_buffer_info(env, argv[1], &data, &length));
   segment_job_t *job = calloc(1, sizeof *job);
   if (job == NULL) {
     napi_throw_error(env, "ENOMEM", "out of memory");
@@ -551,12 +580,12 @@ static napi_value js_chunk_bytes(napi_env env, napi_callback_info info) {
   }
   job->input = data;
   job->input_length = length;
-  if (napi_create_reference(env, argv[0], 1, &job->input_ref) != napi_ok) {
+  if (napi_create_reference(env, argv[1], 1, &job->input_ref) != napi_ok) {
     free(job);
     napi_throw_error(env, NULL, "chunkBytes: cannot hold the data");
     return NULL;
   }
-  return queue_job(env, job, argv[1], argv[2], argv[3]);
+  return queue_job(env, job, argv[0], argv[2], argv[3], argv[4]);
 }
 
 static uint64_t bigint_at(napi_env env, napi_value array, uint32_t index) {
@@ -568,23 +597,74 @@ static uint64_t bigint_at(napi_env env, napi_value array, uint32_t index) {
   return value;
 }
 
-/* configureChunker(gear, gearShifted, minSize, avgSize, maxSize, maskS, maskL):
- * the tables as BigUint64Arrays of 256 (src/chunk/gear.ts), masks as bigints. */
-static napi_value js_configure_chunker(napi_env env, napi_callback_info info) {
+static void free_chunker(napi_env env, void *data, void *hint) {
+  free(data);
+}
+
+/* createChunker(gear, gearShifted, minSize, avgSize, maxSize, maskS, maskL):
+ * a handle for the jobs; the tables as BigUint64Arrays of 256
+ * (src/chunk/gear.ts), masks as bigints. */
+static napi_value js_create_chunker(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   if (tessera_get_args(env, info, 7, argv) == NULL) return NULL;
-  for (uint32_t i = 0; i < 256; i++) {
-    chunking.gear[i] = bigint_at(env, argv[0], i);
-    chunking.gear_ls[i] = bigint_at(env, argv[1], i);
+  chunker_t *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
   }
-  chunking.min = (size_t)tessera_get_int64(env, argv[2]);
-  chunking.avg = (size_t)tessera_get_int64(env, argv[3]);
-  chunking.max = (size_t)tessera_get_int64(env, argv[4]);
+  for (uint32_t i = 0; i < 256; i++) {
+    c->gear[i] = bigint_at(env, argv[0], i);
+    c->gear_ls[i] = bigint_at(env, argv[1], i);
+  }
+  c->min = (size_t)tessera_get_int64(env, argv[2]);
+  c->avg = (size_t)tessera_get_int64(env, argv[3]);
+  c->max = (size_t)tessera_get_int64(env, argv[4]);
   bool lossless;
-  napi_get_value_bigint_uint64(env, argv[5], &chunking.mask_s, &lossless);
-  napi_get_value_bigint_uint64(env, argv[6], &chunking.mask_l, &lossless);
-  chunking.ready = chunking.min > 0 && chunking.min <= chunking.avg && chunking.avg <= chunking.max;
-  return NULL;
+  napi_get_value_bigint_uint64(env, argv[5], &c->mask_s, &lossless);
+  napi_get_value_bigint_uint64(env, argv[6], &c->mask_l, &lossless);
+  if (!(c->min > 0 && c->min <= c->avg && c->avg <= c->max)) {
+    free(c);
+    napi_throw_range_error(env, NULL, "createChunker: sizes must satisfy 0 < min <= avg <= max");
+    return NULL;
+  }
+  napi_value handle;
+  if (napi_create_external(env, c, free_chunker, NULL, &handle) != napi_ok) {
+    free(c);
+    napi_throw_error(env, NULL, "createChunker: cannot make the handle");
+    return NULL;
+  }
+  return handle;
+}
+
+/* cutLengths(chunker, data): the chunk lengths of data as one stream, as a
+ * Buffer of u32, here on the calling thread (for small data and the chunker's
+ * tests and benchmark; a build cuts in its jobs). */
+static napi_value js_cut_lengths(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (tessera_get_args(env, info, 2, argv) == NULL) return NULL;
+  const chunker_t *c = chunker_of(env, argv[0]);
+  if (c == NULL) return NULL;
+  void *data;
+  size_t length;
+  NAPI_CALL(env, napi_get_buffer_info(env, argv[1], &data, &length));
+  bytes_t lengths = {NULL, 0, 0};
+  for (size_t position = 0; position < length;) {
+    uint32_t n = (uint32_t)cut(c, (const uint8_t *)data + position, length - position);
+    if (append(&lengths, &n, 4) != 0) {
+      free(lengths.data);
+      napi_throw_error(env, "ENOMEM", "out of memory");
+      return NULL;
+    }
+    position += n;
+  }
+  napi_value result;
+  napi_status status = napi_create_buffer_copy(env, lengths.length, lengths.length ? lengths.data : (void *)"", NULL, &result);
+  free(lengths.data);
+  if (status != napi_ok) {
+    napi_throw_error(env, NULL, "cutLengths: cannot make the result");
+    return NULL;
+  }
+  return result;
 }
 
 /* A split file's content digest (its pieces are cut in several segments). */
@@ -713,7 +793,8 @@ static napi_value js_digest_file(napi_env env, napi_callback_info info) {
 
 void tessera_register_segment(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"configureChunker", NULL, js_configure_chunker, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"createChunker", NULL, js_create_chunker, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"cutLengths", NULL, js_cut_lengths, NULL, NULL, NULL, napi_enumerable, NULL},
       {"chunkFiles", NULL, js_chunk_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"chunkBytes", NULL, js_chunk_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"digestFile", NULL, js_digest_file, NULL, NULL, NULL, napi_enumerable, NULL},

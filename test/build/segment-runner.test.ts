@@ -1,9 +1,10 @@
 /**
  * The build's native jobs (src/native/segment.c through segment-runner.ts):
- * the same cut points as the WebAssembly chunker and the crate's vectors,
- * chunks named by their SHA-256 and compressed so they decompress back,
- * chunks the target stores left uncompressed, extents that rebuild every
- * file (holes too), content digests as defined, and clear errors.
+ * the same cut points as cutPoints (held to the crate's vectors in
+ * test/chunk/fastcdc.test.ts), chunks named by their SHA-256 and
+ * compressed so they decompress back, chunks the target stores left
+ * uncompressed, extents that rebuild every file (holes too), content
+ * digests as defined, and clear errors.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -81,7 +82,7 @@ describe('native build jobs', () => {
   before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-segment-'))));
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  test('cuts where the WebAssembly chunker cuts, at every size around the limits', async () => {
+  test('cuts where cutPoints cuts, at every size around the limits', async () => {
     const { minSize, avgSize, maxSize } = TESSERA_CHUNKING;
     const data = pseudoRandom('sizes', 3 * maxSize + 17);
     for (const length of [1, minSize - 1, minSize, minSize + 1, avgSize, maxSize - 1, maxSize, maxSize + 1, 2 * maxSize + 3, data.length]) {
