@@ -88,6 +88,7 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
   const handedOver: DaemonOptions = { ...options, registry: registryFlagsOf(options.registry), log: logFile };
   const env = {
     ...withExtraCaCertsDeferred(process.env),
+    UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(DAEMON_POOL_THREADS),
     ...(options.memoryMax !== undefined ? BOUNDED_MALLOC : {}),
     [DAEMON_OPTIONS_VARIABLE]: JSON.stringify(handedOver),
   };
@@ -112,6 +113,15 @@ export async function startMountDaemon(options: DaemonOptions): Promise<StartedD
   child.unref();
   return { pid: child.pid, logFile, manifest: message.manifest, ...(message.container ? { container: message.container } : {}) };
 }
+
+/**
+ * libuv's pool in the daemon (4 threads unless UV_THREADPOOL_SIZE says
+ * otherwise): chunks read ahead from the disk cache are read and checked
+ * there (src/native/chunk_file.c), and more reads in flight keep the disk
+ * busier. dd of a 1 GiB file, cold, five runs each alternating: 642 MB/s
+ * with 4 threads, 750 with 8 (2 gave 420); a tar of minbase no slower.
+ */
+const DAEMON_POOL_THREADS = 8;
 
 /**
  * glibc's malloc under a memory bound: blocks of 128 KiB and more (chunks
