@@ -62,7 +62,7 @@ export interface BuildResult {
   treeBytes: number;
 }
 
-/** File data (of segments given to the workers and not yet stored) beyond which no more is given out. */
+/** File data (of segments queued on the pool and not yet stored) beyond which no more is queued. */
 const MAX_BYTES_AHEAD = 64 * 1024 * 1024;
 
 export async function buildImage(sourceDir: string, sink: BlobSink, known: KnownChunks, options: BuildOptions = {}): Promise<BuildResult> {
