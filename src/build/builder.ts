@@ -14,11 +14,10 @@
  *
  * A failed build removes every blob it added, so the target is as it was.
  */
-import * as path from 'node:path';
 import { DIGEST_LENGTH, sha256, type OciDigest } from '../chunk/digest.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../chunk/compress.js';
 import { TESSERA_CHUNKING } from '../chunk/fastcdc.js';
-import { internal } from '../errors.js';
+import { internal, ioError } from '../errors.js';
 import { buildManifest, canonicalContainerConfig, encodeJson, type ContainerConfig, type Descriptor, type TesseraConfig } from '../format/manifest.js';
 import {
   OCI_MANIFEST_MEDIA_TYPE,
@@ -33,8 +32,8 @@ import { encodeTree } from '../format/tree-writer.js';
 import type { BlobSink } from '../store/blob-store.js';
 import { ChunkTable, type KnownChunks } from './chunk-table.js';
 import { DEFAULT_PACK_SIZE, PackWriter } from './pack-writer.js';
-import { SegmentRunner, type Chunked } from './segment-runner.js';
-import { DataJobPlanner, type DataJob } from './segments.js';
+import { SegmentRunner, type Chunked, type FileDigestResult } from './segment-runner.js';
+import { DataJobPlanner, type Segment } from './segments.js';
 import { walkSource } from './source-walk.js';
 
 export interface BuildOptions {
@@ -68,31 +67,37 @@ const MAX_BYTES_AHEAD = 64 * 1024 * 1024;
 export async function buildImage(sourceDir: string, sink: BlobSink, known: KnownChunks, options: BuildOptions = {}): Promise<BuildResult> {
   const level = options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
   const runner = new SegmentRunner(known, level);
-  const jobs: DataJob[] = [];
-  // Results are taken in job order. Jobs run ahead of the one taken, up to
-  // a bound in bytes: enough that every core has the next at hand (also
+  const segments: Segment[] = [];
+  // Segments are taken in order. They run ahead of the one taken, up to a
+  // bound in bytes: enough that every core has the next at hand (also
   // while the walk keeps this thread from taking results), few enough that
   // the results waiting their turn stay small. They start while the tree is
-  // still being walked, as soon as the walk has found them.
-  type Done = Awaited<ReturnType<SegmentRunner['segment']>> | Buffer;
-  const running: Array<{ result: Promise<Done>; bytes: number }> = [];
+  // still being walked, as soon as the walk has found them. A split file's
+  // digest job runs beside them and is taken at the end.
+  const running: Array<{ result: ReturnType<SegmentRunner['segment']>; bytes: number }> = [];
+  const splitDigests: Array<{ ino: number; path: Buffer; result: Promise<FileDigestResult> }> = [];
   let bytesAhead = 0;
-  let jobsStarted = 0;
-  const startJobs = (): void => {
-    for (let job = jobs[jobsStarted]; job !== undefined && bytesAhead < MAX_BYTES_AHEAD; job = jobs[jobsStarted]) {
-      jobsStarted += 1;
-      const result: Promise<Done> = job.kind === 'segment' ? runner.segment(job.segment.pieces) : runner.digest(job);
+  let segmentsStarted = 0;
+  const startSegments = (): void => {
+    for (let segment = segments[segmentsStarted]; segment !== undefined && bytesAhead < MAX_BYTES_AHEAD; segment = segments[segmentsStarted]) {
+      segmentsStarted += 1;
+      const result = runner.segment(segment.pieces);
       result.catch(() => undefined); // awaited in turn below
-      const bytes = job.kind === 'segment' ? job.segment.bytes : 0;
-      running.push({ result, bytes });
-      bytesAhead += bytes;
+      running.push({ result, bytes: segment.bytes });
+      bytesAhead += segment.bytes;
     }
   };
-  const planner = new DataJobPlanner(Buffer.byteLength(path.resolve(sourceDir)), (job) => {
-    jobs.push(job);
-    startJobs();
+  const planner = new DataJobPlanner((job) => {
+    if (job.kind === 'digest') {
+      const result = runner.digest(job);
+      result.catch(() => undefined); // awaited after the data
+      splitDigests.push({ ino: job.ino, path: job.path, result });
+      return;
+    }
+    segments.push(job.segment);
+    startSegments();
   });
-  const source = walkSource(sourceDir, (ino, filePath, size) => planner.add(ino, filePath, size));
+  const source = walkSource(sourceDir, (ino, filePath, size, treePath) => planner.add(ino, filePath, size, treePath));
   planner.finish();
   const table = new ChunkTable(known);
   const packs = new PackWriter(sink, options.packSize ?? DEFAULT_PACK_SIZE);
@@ -121,27 +126,36 @@ export async function buildImage(sourceDir: string, sink: BlobSink, known: Known
     // --- file data -------------------------------------------------------
     const extentsOf = new Map<number, Extent[]>();
     let bytesDone = 0;
-    startJobs();
-    for (const job of jobs) {
+    // The version of each split file its pieces were read from: all must be the one its digest is of.
+    const splitStamps = new Map<number, Set<string>>();
+    startSegments();
+    for (const segment of segments) {
       const next = running.shift()!;
       const result = await next.result;
       bytesAhead -= next.bytes;
-      startJobs();
-      if (job.kind === 'digest') {
-        if (!Buffer.isBuffer(result)) throw internal('build: a digest job gave no digest');
-        source.inodes[job.ino - 1]!.digest = result;
-        continue;
-      }
-      if (Buffer.isBuffer(result)) throw internal('build: a segment job gave a digest');
+      startSegments();
       const indices = await store(result.chunks);
       for (const piece of result.pieces) {
         let extents = extentsOf.get(piece.ino);
         if (extents === undefined) extentsOf.set(piece.ino, (extents = []));
         for (const extent of piece.extents) extents.push({ ...extent, chunk: indices[extent.chunk]! });
         if (piece.digest !== undefined) source.inodes[piece.ino - 1]!.digest = piece.digest;
+        else {
+          let stamps = splitStamps.get(piece.ino);
+          if (stamps === undefined) splitStamps.set(piece.ino, (stamps = new Set()));
+          stamps.add(piece.stamp);
+        }
       }
-      bytesDone += job.segment.bytes;
+      bytesDone += segment.bytes;
       options.onProgress?.(bytesDone, source.totalFileBytes);
+    }
+    for (const { ino, path: filePath, result } of splitDigests) {
+      const { digest, stamp } = await result;
+      const stamps = splitStamps.get(ino);
+      if (stamps === undefined || stamps.size !== 1 || !stamps.has(stamp)) {
+        throw ioError(`${filePath.toString('utf8')} changed while it was being read; build again`);
+      }
+      source.inodes[ino - 1]!.digest = digest;
     }
     const dataChunkCount = table.chunks.length;
     for (const [ino, extents] of extentsOf) source.inodes[ino - 1]!.extents = extents;
@@ -203,7 +217,7 @@ export async function buildImage(sourceDir: string, sink: BlobSink, known: Known
     };
   } catch (error) {
     // Jobs still running finish before the packs go: nothing is written after this.
-    await Promise.allSettled(running.map((job) => job.result));
+    await Promise.allSettled([...running.map((job) => job.result), ...splitDigests.map((job) => job.result)]);
     await packs.abort();
     createdBlobs.push(...packs.committedDigests.filter((d) => !createdBlobs.includes(d)));
     await sink.discardBlobs(createdBlobs).catch(() => undefined);

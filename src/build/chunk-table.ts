@@ -6,7 +6,7 @@
  * While building, a chunk's pack is named by a key (the digest of an
  * existing pack, or "new:N" for the Nth pack this build writes); indices
  * into the superblock's pack table are given at the end, in order of first
- * use, so that the table does not depend on which worker finished first.
+ * use, so that the table does not depend on which job finished first.
  */
 import type { OciDigest } from '../chunk/digest.js';
 import type { ChunkRecord } from '../format/tree-layout.js';

@@ -33,8 +33,19 @@ export interface Chunked {
 export interface ChunkedPiece {
   ino: number;
   digest: Buffer | undefined;
+  /** Which version of the file was read (inode and change time, as hex): pieces of one file read apart must agree. */
+  stamp: string;
   extents: Array<{ fileOffset: number; chunk: number; chunkOffset: number; length: number }>;
 }
+
+/** A split file's content digest, and the version of the file it is of. */
+export interface FileDigestResult {
+  digest: Buffer;
+  stamp: string;
+}
+
+/** Per piece in a segment's result: a flag byte, the content digest, the stamp (src/native/segment.c). */
+const PIECE_RESULT_BYTES = 1 + 32 + 24;
 
 export class SegmentRunner {
   private readonly known: Buffer;
@@ -53,9 +64,10 @@ export class SegmentRunner {
     const ranges = Float64Array.from(pieces.flatMap((piece) => [piece.size, piece.from, piece.to]));
     const native = await this.run<NativeChunked>((done) => nativeBuild.chunkFiles(this.chunker, paths, ranges, this.known, this.level, done), pieces);
     const results: ChunkedPiece[] = pieces.map((piece, i) => {
-      const at = 33 * i;
-      const digest = native.fileDigests[at] === 1 ? Buffer.from(native.fileDigests.subarray(at + 1, at + 33)) : undefined;
-      return { ino: piece.ino, digest, extents: [] };
+      const at = PIECE_RESULT_BYTES * i;
+      const entry = native.fileDigests;
+      const digest = entry[at] === 1 ? Buffer.from(entry.subarray(at + 1, at + 33)) : undefined;
+      return { ino: piece.ino, digest, stamp: entry.toString('hex', at + 33, at + PIECE_RESULT_BYTES), extents: [] };
     });
     const extents = float64s(native.extents);
     for (let k = 0; k < extents.length; k += 5) {
@@ -70,8 +82,9 @@ export class SegmentRunner {
   }
 
   /** A whole file's content digest. */
-  digest(piece: Pick<FilePiece, 'path' | 'size'>): Promise<Buffer> {
-    return this.run<Buffer>((done) => nativeBuild.digestFile(piece.path, piece.size, done), [piece]);
+  async digest(piece: Pick<FilePiece, 'path' | 'size'>): Promise<FileDigestResult> {
+    const result = await this.run<Buffer>((done) => nativeBuild.digestFile(piece.path, piece.size, done), [piece]);
+    return { digest: result.subarray(0, 32), stamp: result.toString('hex', 32) };
   }
 
   private run<T>(start: (done: NativeBuildCallback<T>) => void, pieces: ReadonlyArray<Pick<FilePiece, 'path'>>): Promise<T> {

@@ -67,10 +67,12 @@ function readXattrs(p: Buffer): XattrInput[] {
 }
 
 /**
- * @param onFile hears each regular file (its first name, for hard links) as
- *   it is found, in the order its data is chunked in.
+ * @param onFile hears each regular file as it is found, in the order its
+ *   data is chunked in (inode order): the path to read it at, and its path
+ *   within the tree (from the root, with the leading "/"); a hard-linked
+ *   file once, by its first name in that order.
  */
-export function walkSource(root: string, onFile?: (ino: number, path: Buffer, size: number) => void): SourceTree {
+export function walkSource(root: string, onFile?: (ino: number, path: Buffer, size: number, treePath: Buffer) => void): SourceTree {
   let rootStat: fs.BigIntStats;
   try {
     rootStat = fs.lstatSync(root, { bigint: true });
@@ -110,7 +112,7 @@ export function walkSource(root: string, onFile?: (ino: number, path: Buffer, si
         input.size = size;
         totalFileBytes += size;
         filePaths.set(ino, p);
-        onFile?.(ino, p, size);
+        onFile?.(ino, p, size, p.subarray(rootPath.length));
         break;
       }
       case S_IFLNK:

@@ -123,8 +123,9 @@ static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
 }
 
 /* seekData(fd, offset) / seekHole(fd, offset) -> offset, or -1 when there
- * is no data past offset (ENXIO). They find the holes of sparse files, so a
- * build stores only the data and a mount serves the holes as zeros. */
+ * is no data past offset (ENXIO): the holes of sparse files as the file
+ * system reports them, for the tests that check what a build stored (the
+ * build itself seeks in segment.c). */
 static napi_value seek_whence(napi_env env, napi_callback_info info, int whence, const char *syscall) {
   napi_value argv[2];
   if (tessera_get_args(env, info, 2, argv) == NULL) return NULL;

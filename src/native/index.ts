@@ -44,17 +44,17 @@ export const BUILD_JOB = { OPEN: 1, CHANGED: 2, SHRANK: 3, READ: 4, NOMEM: 5, CO
 export interface NativeChunked {
   /** 32 bytes per distinct chunk, in stream order. */
   digests: Buffer;
-  /** u32 per chunk. */
+  /** u32 per distinct chunk. */
   lengths: Buffer;
   /** The compressed chunks back to back. */
   frames: Buffer;
-  /** u32 per chunk; 0 for a chunk the target stores (not compressed). */
+  /** u32 per distinct chunk; 0 for a chunk the target stores (not compressed). */
   frameLengths: Buffer;
   /** u32 per cut in stream order: which of the distinct chunks it is. */
   sequence: Buffer;
   /** float64 piece, file offset, chunk, offset in the chunk, length per extent. */
   extents: Buffer;
-  /** Per piece: a byte, 1 when 32 bytes of the whole file's content digest follow (else zeros). */
+  /** Per piece 57 bytes: a byte, 1 when the whole file's content digest follows; the digest (or zeros); the file's stamp (inode, change time; 3 u64). */
   fileDigests: Buffer;
 }
 
@@ -71,7 +71,7 @@ export interface NativeBuild {
   chunkFiles(chunker: ChunkerHandle, paths: Buffer, ranges: Float64Array, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
   /** The same for bytes in memory (unchanged until the callback). */
   chunkBytes(chunker: ChunkerHandle, data: Buffer, known: Buffer, level: number, callback: NativeBuildCallback<NativeChunked>): void;
-  /** A whole file's content digest (regions, bytes and size; see src/native/segment.c). */
+  /** A whole file's content digest (see src/native/segment.c), then its stamp (24 bytes). */
   digestFile(path: Buffer, size: number, callback: NativeBuildCallback<Buffer>): void;
 }
 

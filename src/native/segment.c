@@ -15,7 +15,8 @@
  * (module v2020): the gear tables and masks come from src/chunk/gear.ts,
  * and test/chunk/fastcdc.test.ts holds it to the crate's vectors and to a
  * BigInt transcription of the algorithm. A segment is read whole into
- * memory and cut in one pass (a segment is at most a few dozen MiB): a cut
+ * memory and cut in one pass (a segment holds at most 96 MiB: 64 MiB and
+ * one file of up to 32 MiB): a cut
  * looks at up to max_size bytes ahead, so a stream read in pieces could
  * only be cut where max_size bytes were known, for the same result.
  *
@@ -75,6 +76,9 @@ static size_t cut(const chunker_t *c, const uint8_t *p, size_t n) {
 
 /* What went wrong in a job, for JavaScript to word (it knows the paths). */
 enum { JOB_OK = 0, JOB_OPEN = 1, JOB_CHANGED = 2, JOB_SHRANK = 3, JOB_READ = 4, JOB_NOMEM = 5, JOB_COMPRESS = 6 };
+
+/* Per piece of a segment's result: flag byte, content digest, stamp (below). */
+enum { PIECE_RESULT_BYTES = 1 + 32 + 24 };
 
 /* A growable byte array. */
 typedef struct {
@@ -168,22 +172,86 @@ static void hash_u64(EVP_MD_CTX *ctx, uint64_t value) {
   EVP_DigestUpdate(ctx, le, 8);
 }
 
-/* The data regions of an open file within from..to (holes skipped), visited in order. */
+/* The data regions of an open file within from..to (holes skipped), visited
+ * in order. Returns 0, the visitor's failure, or VISIT_SEEK (errno in
+ * *seek_errno) or VISIT_CHANGED (a region of no bytes: a hole punched
+ * between the two seeks). */
 typedef int (*region_visitor)(void *state, uint64_t start, uint64_t end);
+enum { VISIT_SEEK = -2, VISIT_CHANGED = -3 };
 
-static int visit_regions(int fd, const struct stat *st, uint64_t from, uint64_t to, region_visitor visit, void *state) {
+static int visit_regions(int fd, const struct stat *st, uint64_t from, uint64_t to, region_visitor visit, void *state, int *seek_errno) {
   if ((uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size) return from < to ? visit(state, from, to) : 0;
   uint64_t offset = from;
   while (offset < to) {
     off_t start = lseek(fd, (off_t)offset, SEEK_DATA);
-    if (start < 0 || (uint64_t)start >= to) break; /* ENXIO: no data after offset */
+    if (start < 0 && errno == ENXIO) break; /* no data after offset */
+    if (start < 0) {
+      *seek_errno = errno;
+      return VISIT_SEEK;
+    }
+    if ((uint64_t)start >= to) break;
     off_t hole = lseek(fd, start, SEEK_HOLE);
-    uint64_t end = hole < 0 || (uint64_t)hole > to ? to : (uint64_t)hole;
+    if (hole < 0) {
+      *seek_errno = errno;
+      return VISIT_SEEK;
+    }
+    uint64_t end = (uint64_t)hole > to ? to : (uint64_t)hole;
+    if (end <= (uint64_t)start) return VISIT_CHANGED;
     int rc = visit(state, (uint64_t)start, end);
     if (rc != 0) return rc;
     offset = end;
   }
   return 0;
+}
+
+/* What identifies the version of a file that was read: its inode and its
+ * change time (which every write and metadata change moves, and no user
+ * can set back). Three u64: st_ino, ctime seconds, ctime nanoseconds. */
+enum { STAMP_BYTES = 24 };
+
+static void stamp_of(const struct stat *st, uint8_t out[STAMP_BYTES]) {
+  uint64_t values[3] = {(uint64_t)st->st_ino, (uint64_t)st->st_ctim.tv_sec, (uint64_t)st->st_ctim.tv_nsec};
+  for (int v = 0; v < 3; v++)
+    for (int k = 0; k < 8; k++) out[8 * v + k] = (uint8_t)(values[v] >> (8 * k));
+}
+
+/* Opens a source file that must still be the regular file of `size` bytes
+ * the walk saw: the descriptor, or -1 with *status and *err set.
+ * O_NONBLOCK so that a FIFO put in a file's place cannot hang a pool thread
+ * (it is then refused as not regular); it means nothing for regular files. */
+static int open_source(const char *path, uint64_t size, struct stat *st, int *status, int *err) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    *status = JOB_OPEN;
+    *err = errno;
+    return -1;
+  }
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || (uint64_t)st->st_size != size) {
+    close(fd);
+    *status = JOB_CHANGED;
+    *err = 0;
+    return -1;
+  }
+  return fd;
+}
+
+/* After reading: whether the file is still the version it was when opened. */
+static int unchanged_since(int fd, const struct stat *before) {
+  struct stat after;
+  return fstat(fd, &after) == 0 && after.st_size == before->st_size && after.st_ino == before->st_ino &&
+         after.st_ctim.tv_sec == before->st_ctim.tv_sec && after.st_ctim.tv_nsec == before->st_ctim.tv_nsec;
+}
+
+/* A visit's failure as a job's: the visitor's own (already set), a seek's, or a change. */
+static int visit_failed(int rc, int seek_errno, int *status, int *err) {
+  if (rc == VISIT_SEEK) {
+    *status = JOB_READ;
+    *err = seek_errno;
+  } else if (rc == VISIT_CHANGED) {
+    *status = JOB_CHANGED;
+    *err = 0;
+  }
+  return -1;
 }
 
 /* Reads a region of the current piece into the stream. */
@@ -222,19 +290,17 @@ static int read_pieces(segment_job_t *job) {
    * as the data came would copy it again and again. */
   uint64_t total = 0;
   for (size_t i = 0; i < job->pieces; i++) total += (uint64_t)(job->ranges[3 * i + 2] - job->ranges[3 * i + 1]);
-  if (reserve(&job->file_digests, 33 * job->pieces) != 0 || reserve(&job->stream, total) != 0) return fail(job, JOB_NOMEM, ENOMEM, 0);
+  if (reserve(&job->file_digests, PIECE_RESULT_BYTES * job->pieces) != 0 || reserve(&job->stream, total) != 0) return fail(job, JOB_NOMEM, ENOMEM, 0);
   for (size_t i = 0; i < job->pieces; i++) {
     uint64_t size = (uint64_t)job->ranges[3 * i], from = (uint64_t)job->ranges[3 * i + 1], to = (uint64_t)job->ranges[3 * i + 2];
-    int fd = open(job->path_of[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return fail(job, JOB_OPEN, errno, i);
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
-      close(fd);
-      return fail(job, JOB_CHANGED, 0, i);
+    int fd = open_source(job->path_of[i], size, &st, &job->status, &job->err);
+    if (fd < 0) {
+      job->failed_piece = i;
+      return -1;
     }
     piece_reader_t reader = {job, fd, (uint32_t)i, NULL};
-    int whole = from == 0 && to == size;
-    if (whole) {
+    if (from == 0 && to == size) {
       reader.digest = EVP_MD_CTX_new();
       if (reader.digest == NULL || EVP_DigestInit_ex(reader.digest, EVP_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(reader.digest);
@@ -242,19 +308,26 @@ static int read_pieces(segment_job_t *job) {
         return fail(job, JOB_NOMEM, ENOMEM, i);
       }
     }
-    int rc = visit_regions(fd, &st, from, to, read_region, &reader);
+    int seek_errno = 0;
+    int rc = visit_regions(fd, &st, from, to, read_region, &reader, &seek_errno);
+    if (rc == 0 && !unchanged_since(fd, &st)) rc = VISIT_CHANGED;
     close(fd);
-    /* Per piece: a flag byte (1 when the digest is the whole file's), then 32 bytes. */
+    /* Per piece: a flag byte (1 when the whole file's content digest
+     * follows), the digest (or zeros), and the file's stamp. */
     uint8_t *out = job->file_digests.data + job->file_digests.length;
-    memset(out, 0, 33);
+    memset(out, 0, PIECE_RESULT_BYTES);
+    stamp_of(&st, out + 33);
     if (reader.digest != NULL) {
       unsigned int length = 0;
       hash_u64(reader.digest, size);
       if (rc == 0 && EVP_DigestFinal_ex(reader.digest, out + 1, &length) == 1 && length == 32) out[0] = 1;
       EVP_MD_CTX_free(reader.digest);
     }
-    job->file_digests.length += 33;
-    if (rc != 0) return rc;
+    job->file_digests.length += PIECE_RESULT_BYTES;
+    if (rc != 0) {
+      job->failed_piece = i;
+      return visit_failed(rc, seek_errno, &job->status, &job->err);
+    }
   }
   return 0;
 }
@@ -393,15 +466,13 @@ static void free_bytes(napi_env env, void *data, void *hint) {
   free(data);
 }
 
-/* The bytes as a Buffer that owns them (freed with it); an empty Buffer for none. */
+/* The bytes as a Buffer that owns them (freed with it), or a copy; NULL
+ * when neither can be made (then nothing is left to free). */
 static napi_value take_bytes(napi_env env, bytes_t *b) {
-  napi_value value;
-  if (b->length == 0) {
+  napi_value value = NULL;
+  if (b->length == 0 || napi_create_external_buffer(env, b->length, b->data, free_bytes, NULL, &value) != napi_ok) {
+    if (napi_create_buffer_copy(env, b->length, b->length ? b->data : (void *)"", NULL, &value) != napi_ok) value = NULL;
     free(b->data);
-    napi_create_buffer(env, 0, NULL, &value);
-  } else if (napi_create_external_buffer(env, b->length, b->data, free_bytes, NULL, &value) != napi_ok) {
-    free(b->data);
-    napi_create_buffer(env, 0, NULL, &value);
   }
   b->data = NULL;
   b->length = b->capacity = 0;
@@ -414,35 +485,13 @@ static void set_number(napi_env env, napi_value object, const char *name, double
   napi_set_named_property(env, object, name, value);
 }
 
-static void segment_complete(napi_env env, napi_status status, void *opaque) {
-  segment_job_t *job = opaque;
-  napi_value callback, undefined, result, error;
-  napi_get_reference_value(env, job->callback, &callback);
-  napi_get_undefined(env, &undefined);
-  if (job->status != JOB_OK) {
-    napi_create_object(env, &error);
-    set_number(env, error, "status", job->status);
-    set_number(env, error, "errno", job->err);
-    set_number(env, error, "piece", (double)job->failed_piece);
-    result = undefined;
-  } else {
-    error = undefined;
-    napi_create_object(env, &result);
-    napi_set_named_property(env, result, "digests", take_bytes(env, &job->digests));
-    napi_set_named_property(env, result, "lengths", take_bytes(env, &job->lengths));
-    napi_set_named_property(env, result, "frames", take_bytes(env, &job->frames));
-    napi_set_named_property(env, result, "frameLengths", take_bytes(env, &job->frame_lengths));
-    napi_set_named_property(env, result, "sequence", take_bytes(env, &job->sequence));
-    napi_set_named_property(env, result, "extents", take_bytes(env, &job->extents));
-    napi_set_named_property(env, result, "fileDigests", take_bytes(env, &job->file_digests));
-  }
-  napi_value argv[2] = {error, result}, ignored;
-  napi_call_function(env, undefined, callback, 2, argv, &ignored);
-  napi_delete_reference(env, job->callback);
+/* Deletes whatever references and work a job holds and frees it with its buffers. */
+static void discard_job(napi_env env, segment_job_t *job) {
+  if (job->callback != NULL) napi_delete_reference(env, job->callback);
   if (job->chunker_ref != NULL) napi_delete_reference(env, job->chunker_ref);
   if (job->known_ref != NULL) napi_delete_reference(env, job->known_ref);
   if (job->input_ref != NULL) napi_delete_reference(env, job->input_ref);
-  napi_delete_async_work(env, job->work);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
   free(job->stream.data);
   free(job->spans);
   free(job->digests.data);
@@ -458,6 +507,42 @@ static void segment_complete(napi_env env, napi_status status, void *opaque) {
   free(job);
 }
 
+static napi_value job_error(napi_env env, int status, int err, size_t piece) {
+  napi_value error;
+  napi_create_object(env, &error);
+  set_number(env, error, "status", status);
+  set_number(env, error, "errno", err);
+  set_number(env, error, "piece", (double)piece);
+  return error;
+}
+
+static void segment_complete(napi_env env, napi_status status, void *opaque) {
+  segment_job_t *job = opaque;
+  napi_value callback, undefined, result, error;
+  napi_get_reference_value(env, job->callback, &callback);
+  napi_get_undefined(env, &undefined);
+  result = error = undefined;
+  if (job->status != JOB_OK) {
+    error = job_error(env, job->status, job->err, job->failed_piece);
+  } else {
+    static const char *const names[] = {"digests", "lengths", "frames", "frameLengths", "sequence", "extents", "fileDigests"};
+    bytes_t *parts[] = {&job->digests, &job->lengths, &job->frames, &job->frame_lengths, &job->sequence, &job->extents, &job->file_digests};
+    napi_create_object(env, &result);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+      napi_value value = take_bytes(env, parts[i]);
+      if (value == NULL) {
+        error = job_error(env, JOB_NOMEM, ENOMEM, 0);
+        result = undefined;
+        break;
+      }
+      napi_set_named_property(env, result, names[i], value);
+    }
+  }
+  napi_value argv[2] = {error, result}, ignored;
+  napi_call_function(env, undefined, callback, 2, argv, &ignored);
+  discard_job(env, job);
+}
+
 /* The chunker behind a handle from createChunker; NULL (a TypeError pending) for anything else. */
 static const chunker_t *chunker_of(napi_env env, napi_value value) {
   napi_valuetype type;
@@ -469,23 +554,16 @@ static const chunker_t *chunker_of(napi_env env, napi_value value) {
   return data;
 }
 
-static void free_job_inputs(segment_job_t *job) {
-  free(job->paths);
-  free(job->path_of);
-  free(job->ranges);
-  free(job);
-}
-
 static napi_value queue_job(napi_env env, segment_job_t *job, napi_value chunker, napi_value known, napi_value level, napi_value callback) {
   void *known_data = NULL;
   size_t known_length = 0;
   job->chunker = chunker_of(env, chunker);
   if (job->chunker == NULL) {
-    free_job_inputs(job);
+    discard_job(env, job);
     return NULL;
   }
   if (napi_get_buffer_info(env, known, &known_data, &known_length) != napi_ok || known_length % 36 != 0) {
-    free_job_inputs(job);
+    discard_job(env, job);
     napi_throw_type_error(env, NULL, "segment job: known chunks are 36-byte entries");
     return NULL;
   }
@@ -498,6 +576,7 @@ static napi_value queue_job(napi_env env, segment_job_t *job, napi_value chunker
       napi_create_reference(env, callback, 1, &job->callback) != napi_ok ||
       napi_create_async_work(env, NULL, name, segment_execute, segment_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
+    discard_job(env, job);
     napi_throw_error(env, NULL, "segment job: cannot queue the work");
     return NULL;
   }
@@ -512,8 +591,9 @@ static napi_value queue_job(napi_env env, segment_job_t *job, napi_value chunker
  * stores), frames (the compressed chunks back to back), sequence (u32
  * per cut, in stream order: the index of its distinct chunk), extents (float64
  * piece, file offset, chunk, offset in the chunk, length) and fileDigests
- * (per piece a byte, 1 when followed by the whole file's content digest,
- * and 32 bytes). An error is {status, errno, piece}. */
+ * (per piece PIECE_RESULT_BYTES: a byte, 1 when the whole file's content
+ * digest follows, the 32 bytes of it or zeros, and the file's stamp, see
+ * stamp_of). An error is {status, errno, piece}. */
 static napi_value js_chunk_files(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   if (tessera_get_args(env, info, 6, argv) == NULL) return NULL;
@@ -538,26 +618,29 @@ static napi_value js_chunk_files(napi_env env, napi_callback_info info) {
   job->path_of = calloc(job->pieces + 1, sizeof(char *));
   job->ranges = malloc(ranges_length * sizeof(double) + 1);
   if (job->paths == NULL || job->path_of == NULL || job->ranges == NULL) {
-    free(job->paths);
-    free(job->path_of);
-    free(job->ranges);
-    free(job);
+    discard_job(env, job);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
   memcpy(job->paths, paths_data, paths_length);
   job->paths[paths_length] = '\0';
   memcpy(job->ranges, ranges_data, ranges_length * sizeof(double));
+  for (size_t i = 0; i < job->pieces; i++) {
+    double size = job->ranges[3 * i], from = job->ranges[3 * i + 1], to = job->ranges[3 * i + 2];
+    if (!(from >= 0 && from <= to && to <= size && size < 9007199254740992.0) || from != (double)(uint64_t)from || to != (double)(uint64_t)to ||
+        size != (double)(uint64_t)size) {
+      discard_job(env, job);
+      napi_throw_range_error(env, NULL, "chunkFiles: each piece needs whole numbers 0 <= from <= to <= size");
+      return NULL;
+    }
+  }
   size_t found = 0;
   for (size_t at = 0; at < paths_length && found < job->pieces; found++) {
     job->path_of[found] = job->paths + at;
     at += strlen(job->paths + at) + 1;
   }
   if (found != job->pieces) {
-    free(job->paths);
-    free(job->path_of);
-    free(job->ranges);
-    free(job);
+    discard_job(env, job);
     napi_throw_type_error(env, NULL, "chunkFiles: one NUL-terminated path per piece");
     return NULL;
   }
@@ -581,7 +664,7 @@ static napi_value js_chunk_bytes(napi_env env, napi_callback_info info) {
   job->input = data;
   job->input_length = length;
   if (napi_create_reference(env, argv[1], 1, &job->input_ref) != napi_ok) {
-    free(job);
+    discard_job(env, job);
     napi_throw_error(env, NULL, "chunkBytes: cannot hold the data");
     return NULL;
   }
@@ -673,7 +756,7 @@ typedef struct {
   napi_ref callback;
   char *path;
   uint64_t size;
-  uint8_t digest[32];
+  uint8_t result[32 + STAMP_BYTES]; /* the digest, then the file's stamp */
   int status, err;
 } file_digest_t;
 
@@ -711,33 +794,37 @@ static int digest_region(void *opaque, uint64_t start, uint64_t end) {
 
 static void digest_execute(napi_env env, void *opaque) {
   file_digest_t *job = opaque;
-  int fd = open(job->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    job->status = JOB_OPEN;
-    job->err = errno;
-    return;
-  }
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != job->size) {
-    job->status = JOB_CHANGED;
-    close(fd);
-    return;
-  }
+  int fd = open_source(job->path, job->size, &st, &job->status, &job->err);
+  if (fd < 0) return;
   digest_reader_t reader = {job, fd, EVP_MD_CTX_new(), malloc(DIGEST_BUFFER_BYTES)};
   unsigned int length = 0;
+  int seek_errno = 0, rc;
   if (reader.ctx == NULL || reader.buffer == NULL || EVP_DigestInit_ex(reader.ctx, EVP_sha256(), NULL) != 1) {
     job->status = JOB_NOMEM;
     job->err = ENOMEM;
-  } else if (visit_regions(fd, &st, 0, job->size, digest_region, &reader) == 0) {
+  } else if ((rc = visit_regions(fd, &st, 0, job->size, digest_region, &reader, &seek_errno)) != 0) {
+    visit_failed(rc, seek_errno, &job->status, &job->err);
+  } else if (!unchanged_since(fd, &st)) {
+    job->status = JOB_CHANGED;
+  } else {
     hash_u64(reader.ctx, job->size);
-    if (EVP_DigestFinal_ex(reader.ctx, job->digest, &length) != 1 || length != 32) {
+    if (EVP_DigestFinal_ex(reader.ctx, job->result, &length) != 1 || length != 32) {
       job->status = JOB_NOMEM;
       job->err = ENOMEM;
     }
+    stamp_of(&st, job->result + 32);
   }
   EVP_MD_CTX_free(reader.ctx);
   free(reader.buffer);
   close(fd);
+}
+
+static void discard_digest(napi_env env, file_digest_t *job) {
+  if (job->callback != NULL) napi_delete_reference(env, job->callback);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job->path);
+  free(job);
 }
 
 static void digest_complete(napi_env env, napi_status status, void *opaque) {
@@ -747,23 +834,19 @@ static void digest_complete(napi_env env, napi_status status, void *opaque) {
   napi_get_undefined(env, &undefined);
   error = result = undefined;
   if (job->status != JOB_OK) {
-    napi_create_object(env, &error);
-    set_number(env, error, "status", job->status);
-    set_number(env, error, "errno", job->err);
-    set_number(env, error, "piece", 0);
-  } else {
-    napi_create_buffer_copy(env, 32, job->digest, NULL, &result);
+    error = job_error(env, job->status, job->err, 0);
+  } else if (napi_create_buffer_copy(env, sizeof job->result, job->result, NULL, &result) != napi_ok) {
+    error = job_error(env, JOB_NOMEM, ENOMEM, 0);
+    result = undefined;
   }
   napi_value argv[2] = {error, result};
   napi_call_function(env, undefined, callback, 2, argv, &ignored);
-  napi_delete_reference(env, job->callback);
-  napi_delete_async_work(env, job->work);
-  free(job->path);
-  free(job);
+  discard_digest(env, job);
 }
 
-/* digestFile(path, size, callback(error, digest)): the content digest
- * src/build/file-data.ts defines, of a file that must still be `size` bytes. */
+/* digestFile(path, size, callback(error, result)): the content digest (see
+ * the top of this file) of a file that must still be `size` bytes; the
+ * result is the 32-byte digest followed by the file's stamp (stamp_of). */
 static napi_value js_digest_file(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (tessera_get_args(env, info, 3, argv) == NULL) return NULL;
@@ -783,8 +866,7 @@ static napi_value js_digest_file(napi_env env, napi_callback_info info) {
   if (napi_create_reference(env, argv[2], 1, &job->callback) != napi_ok ||
       napi_create_async_work(env, NULL, name, digest_execute, digest_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
-    free(job->path);
-    free(job);
+    discard_digest(env, job);
     napi_throw_error(env, NULL, "digestFile: cannot queue the work");
     return NULL;
   }

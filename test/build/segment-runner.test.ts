@@ -170,7 +170,16 @@ describe('native build jobs', () => {
     const secondHalf = sparseRegions.reduce((sum, [start, end]) => sum + Math.max(0, end - Math.max(start, 2 * 1024 * 1024)), 0);
     assert.equal(stream.length, 5000 + 700_000 + sparseBytes + secondHalf);
     assert.ok(sparseBytes < 1024 * 1024);
-    assert.deepEqual(await runner.digest({ path: Buffer.from(sparsePath), size: sparse.length }), results[3]!.digest);
+    const whole = await runner.digest({ path: Buffer.from(sparsePath), size: sparse.length });
+    assert.deepEqual(whole.digest, results[3]!.digest);
+    // The version read: the same for the segment's pieces and the digest job,
+    // another once the file was written to (same size), which a build refuses.
+    assert.equal(whole.stamp, results[3]!.stamp);
+    assert.equal(half.stamp, results[3]!.stamp);
+    const rewrite = fs.openSync(sparsePath, 'r+');
+    fs.writeSync(rewrite, Buffer.from('x'), 0, 1, 10);
+    fs.closeSync(rewrite);
+    assert.notEqual((await runner.digest({ path: Buffer.from(sparsePath), size: sparse.length })).stamp, whole.stamp);
   });
 
   test('a missing or changed file fails the job with its path and what is wrong', async () => {

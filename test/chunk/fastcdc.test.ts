@@ -75,7 +75,7 @@ function paramsOf(c: VectorCase): ChunkerParams {
 
 interface ReferenceChunk { offset: number; length: number; hash: bigint }
 
-/** The README's algorithm line by line, with its own gear tables, so it shares no code with the wasm path. */
+/** The README's algorithm line by line, with its own gear tables, so it shares no code with the native chunker. */
 function referenceChunks(data: Uint8Array, params: ChunkerParams): ReferenceChunk[] {
   const seed = params.seed ?? 0n;
   const gear: bigint[] = [];
