@@ -188,6 +188,11 @@ export class DiskCache {
     this.touch(chunk.digest);
   }
 
+  /** A chunk a read stream (src/fuse/read-streams.ts) reads itself, off this process's JavaScript: a hit. */
+  noteStreamed(chunk: ChunkRecord): void {
+    this.hit(chunk);
+  }
+
   /** An entry of the wrong size or digest: counted and removed, so the next reader fetches it again. */
   private dropDamaged(file: string): void {
     this.stats.corrupt += 1;

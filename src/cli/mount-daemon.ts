@@ -18,6 +18,7 @@ import { badInput, EXIT_CODES, TesseraError } from '../errors.js';
 import { DAEMON_OPTIONS_VARIABLE, memoryCacheFor, READY_FD, type DaemonOptions, type ReadyMessage } from './daemon-launcher.js';
 import type { ChunkOrder, Profile } from '../format/profile.js';
 import { serveImage } from '../fuse/daemon.js';
+import { DEFAULT_STREAM_LIMITS, type StreamLimits } from '../fuse/read-streams.js';
 import { removeMountRecord, writeMountRecord } from '../fuse/mount-records.js';
 import { AccessRecorder } from '../image/access-recorder.js';
 import { fetchInBackground, fetchSmallMetadata } from '../image/background-fetch.js';
@@ -98,6 +99,8 @@ export async function serveMount(options: DaemonOptions, readyFd: number | undef
       directIo: options.pageCache !== 'per-file',
       log,
       readAhead,
+      ...(disk !== undefined ? { localChunks: disk } : {}),
+      ...(memoryCacheBytes !== undefined ? { streamLimits: streamLimitsWithin(memoryCacheBytes * READ_AHEAD_SHARE) } : {}),
       onReady: () => {
         const background = readyFd !== undefined;
         writeMountRecord({ pid: process.pid, ref: refText, manifest: served.manifestDigest, mountpoint, cacheDir, ...(options.log ? { log: options.log } : {}) });
@@ -164,6 +167,11 @@ function bufferCollectorFor(cacheBytes: number | undefined): BufferCollector | u
 export function readAheadWithin(bytes: number): ReadAheadLimits {
   const chunks = Math.max(DEFAULT_READ_AHEAD.initial, Math.min(DEFAULT_READ_AHEAD.max, Math.floor(bytes / (64 * 1024))));
   return { ...DEFAULT_READ_AHEAD, max: chunks, wholeFileBytes: Math.min(DEFAULT_READ_AHEAD.wholeFileBytes, Math.max(1024 * 1024, bytes)) };
+}
+
+/** Under a memory bound, one read stream holding what read-ahead may have on its way (`bytes`), at least 2 MiB. */
+export function streamLimitsWithin(bytes: number): StreamLimits {
+  return { ...DEFAULT_STREAM_LIMITS, maxStreams: 1, holdBytes: Math.max(2 * 1024 * 1024, Math.min(DEFAULT_STREAM_LIMITS.holdBytes, Math.floor(bytes))) };
 }
 
 /** What the daemon writes at unmount when asked to record (DaemonOptions.record), for tessera optimize. */

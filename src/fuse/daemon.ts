@@ -14,6 +14,7 @@ import type { ReadAhead } from '../image/read-ahead.js';
 import type { Logger } from '../log.js';
 import { nativeFuse } from '../native/index.js';
 import { ImageFilesystem } from './filesystem.js';
+import { ReadStreams, type LocalChunkFiles, type StreamLimits } from './read-streams.js';
 import { checkMountpoint } from './mount-table.js';
 import { FuseSession } from './session.js';
 
@@ -52,6 +53,9 @@ export interface ServeOptions {
   readAhead?: ReadAhead;
   /** Hears every request the mount gets. */
   onRequest?: () => void;
+  /** The disk cache, whose chunk files sequential reads of big files are then answered from natively (read-streams.ts). */
+  localChunks?: LocalChunkFiles;
+  streamLimits?: StreamLimits;
 }
 
 /** Clears a mount left behind by a daemon that died, without a synchronous child process. */
@@ -83,7 +87,8 @@ export async function serveImage(options: ServeOptions): Promise<void> {
   const mountpoint = path.resolve(options.mountpoint);
   if (checkMountpoint(mountpoint) === 'stale') await clearStaleMount(mountpoint, log);
 
-  const session = new FuseSession(mountpoint, new ImageFilesystem(image, ENTRY_TIMEOUT_SECONDS, options.readAhead), {
+  const streams = options.localChunks !== undefined ? new ReadStreams(image, options.localChunks, options.streamLimits, options.onRequest) : undefined;
+  const session = new FuseSession(mountpoint, new ImageFilesystem(image, ENTRY_TIMEOUT_SECONDS, options.readAhead, streams), {
     fuseArgs: fuseArgsFor(options.sourceName, options.fuseOptions),
     entryTimeout: ENTRY_TIMEOUT_SECONDS,
     keepCache: kernelCache,
@@ -113,6 +118,11 @@ export async function serveImage(options: ServeOptions): Promise<void> {
   } finally {
     for (const signal of signals) process.off(signal, stop);
   }
-  const served = [...session.counts].map(([op, count]) => `${op} ${count}`).join(', ');
-  log.info(`${mountpoint} unmounted after serving ${served || 'nothing'}; daemon exiting`);
+  const streamed = session.streamStats();
+  const counts = new Map(session.counts);
+  // Reads a stream answered never reached JavaScript's count.
+  if (streamed.served > 0) counts.set('read', (counts.get('read') ?? 0) + streamed.served);
+  const served = [...counts].map(([op, count]) => `${op} ${count}`).join(', ');
+  const streamNote = streamed.served > 0 || streamed.handedOver > 0 ? ` (reads answered by read streams: ${streamed.served}, ${streamed.waited} of them after waiting for their chunks; handed back: ${streamed.handedOver}; chunks that failed their check: ${streamed.badChunks})` : '';
+  log.info(`${mountpoint} unmounted after serving ${served || 'nothing'}${streamNote}; daemon exiting`);
 }

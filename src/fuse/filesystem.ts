@@ -7,9 +7,10 @@ import { constants as osConstants } from 'node:os';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, direntTypeOf, type Inode } from '../format/tree-layout.js';
 import type { Image } from '../image/image.js';
 import { ReadAhead } from '../image/read-ahead.js';
+import type { ReadStreams } from './read-streams.js';
 import { attributesOf, BLOCK_SIZE, type Attributes } from './attributes.js';
 import { ListingWriter } from './dirent.js';
-import { FsError, type FilesystemHandlers, type StatfsFigures } from './session.js';
+import { FsError, type FilesystemHandlers, type SessionStreams, type StatfsFigures } from './session.js';
 
 const errno = osConstants.errno;
 const DOT = Buffer.from('.');
@@ -22,6 +23,8 @@ export class ImageFilesystem implements FilesystemHandlers {
     private readonly image: Image,
     private readonly entryTimeout: number,
     readAhead?: ReadAhead,
+    /** Sequential reads of big files answered by the session itself, when the chunks are on disk. */
+    private readonly streams?: ReadStreams,
   ) {
     this.readAhead = readAhead ?? new ReadAhead(image);
   }
@@ -49,11 +52,19 @@ export class ImageFilesystem implements FilesystemHandlers {
 
   async read(ino: number, offset: number, size: number): Promise<Buffer[]> {
     const file = await this.inodeOfType(ino, S_IFREG, errno.EISDIR);
-    return this.image.readFile(file, offset, size, (first, last, read) => this.readAhead.onRead(first, last, read));
+    const pieces = await this.image.readFile(file, offset, size, (first, last, read) => this.readAhead.onRead(first, last, read));
+    this.streams?.afterRead(file, offset, Math.min(file.size, offset + size));
+    return pieces;
+  }
+
+  attachStreams(streams: SessionStreams): void {
+    this.streams?.attach(streams);
   }
 
   readNow(ino: number, offset: number, size: number): Buffer | undefined {
-    return this.image.readFileNow(ino, offset, size);
+    const data = this.image.readFileNow(ino, offset, size);
+    if (data !== undefined) this.streams?.afterReadNow(ino, offset, offset + data.length);
+    return data;
   }
 
   /**

@@ -7,7 +7,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { TesseraError } from '../errors.js';
-import { nativeFuse, type SessionHandle } from '../native/index.js';
+import { nativeFuse, type SessionHandle, type StreamStats } from '../native/index.js';
 import { fillAttrSlots, type Attributes } from './attributes.js';
 
 /** Operation codes shared with src/native/fuse_session.c. */
@@ -59,6 +59,19 @@ export interface FilesystemHandlers {
   getxattr(ino: number, name: Buffer): Promise<Buffer | undefined>;
   /** Names, each NUL-terminated. */
   listxattr(ino: number): Promise<Buffer>;
+  /** Told once the session is mounted: it can answer sequential reads itself (src/native/read_stream.c). */
+  attachStreams?(streams: SessionStreams): void;
+}
+
+/**
+ * A session's read streams (src/native/read_stream.c): the session
+ * answers reads of a streamed file itself, from the chunk files a feed
+ * names, and calls `want` when a stream needs its next pieces.
+ */
+export interface SessionStreams {
+  setup(cacheDir: string, holdBytes: number, maxStreams: number, want: (ino: number, from: number) => void): void;
+  /** Pieces from `from` on, 56-byte records (see read-streams.ts); returns how many the stream took. */
+  feed(ino: number, fileSize: number, from: number, records: Buffer, restart: boolean): number;
 }
 
 export interface SessionOptions {
@@ -104,9 +117,23 @@ export class FuseSession {
       options.directIo,
       options.maxReadahead,
     );
+    const handle = this.handle;
+    this.fs.attachStreams?.({
+      setup: (cacheDir, holdBytes, maxStreams, want) => nativeFuse.streamSetup(handle, cacheDir, holdBytes, maxStreams, want),
+      // Not once the session is being closed: its handle is freed then.
+      feed: (ino, fileSize, from, records, restart) => (this.handle === undefined ? 0 : nativeFuse.streamFeed(handle, ino, fileSize, from, records, restart)),
+    });
     return new Promise((resolve, reject) => {
       this.readyWaiters.push((error) => (error ? reject(error) : resolve()));
     });
+  }
+
+  /** The streams' figures as they were when the session closed. */
+  private finalStreamStats: StreamStats = { served: 0, waited: 0, handedOver: 0, badChunks: 0 };
+
+  /** What the read streams did (for the daemon's log). */
+  streamStats(): StreamStats {
+    return this.handle === undefined ? this.finalStreamStats : nativeFuse.streamStats(this.handle);
   }
 
   /** Resolves when the mount has gone away (unmounted by anyone) and the session is freed. */
@@ -235,6 +262,7 @@ export class FuseSession {
   private maybeClose(): void {
     if (!this.exited || this.inFlight > 0 || this.handle === undefined) return;
     const handle = this.handle;
+    this.finalStreamStats = nativeFuse.streamStats(handle);
     this.handle = undefined;
     // Not from inside the native callback that reported the exit.
     setImmediate(() => {

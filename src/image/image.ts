@@ -55,6 +55,11 @@ export class Image {
   }
 
   private recorder: AccessRecorder | undefined;
+
+  /** Whether reads are being recorded (they must then all go through readFile). */
+  get recording(): boolean {
+    return this.recorder !== undefined;
+  }
   private readonly recent = new RecentExtents();
 
   static async open(source: BlobSource, options: OpenImageOptions = {}): Promise<Image> {

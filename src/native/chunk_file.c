@@ -23,9 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* What the pool thread found. */
-enum { CHUNK_OK = 0, CHUNK_MISSING = 1, CHUNK_BAD = 2, CHUNK_ERROR = 3 };
-
 typedef struct {
   napi_async_work work;
   napi_ref callback;
@@ -38,41 +35,39 @@ typedef struct {
   int err;
 } chunk_read_t;
 
-static void read_execute(napi_env env, void *opaque) {
-  chunk_read_t *r = opaque;
-  int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+int tessera_read_chunk(const char *path, unsigned char *data, size_t length, const unsigned char *digest, int *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    r->err = errno;
-    r->status = errno == ENOENT ? CHUNK_MISSING : CHUNK_ERROR;
-    return;
+    *err = errno;
+    return errno == ENOENT ? CHUNK_MISSING : CHUNK_ERROR;
   }
-  /* The buffer holds one byte more than expected, to notice an entry that is too long. */
+  /* One byte more than expected is read, to notice an entry that is too long. */
   size_t got = 0;
-  while (got < r->length + 1) {
-    ssize_t n = pread(fd, r->data + got, r->length + 1 - got, (off_t)got);
+  while (got < length + 1) {
+    ssize_t n = pread(fd, data + got, length + 1 - got, (off_t)got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      r->err = errno;
-      r->status = CHUNK_ERROR;
+      *err = errno;
       close(fd);
-      return;
+      return CHUNK_ERROR;
     }
     if (n == 0) break;
     got += (size_t)n;
   }
   close(fd);
-  if (got != r->length) {
-    r->status = CHUNK_BAD;
-    return;
+  if (got != length) return CHUNK_BAD;
+  unsigned char actual[EVP_MAX_MD_SIZE];
+  unsigned int actual_length = 0;
+  if (EVP_Digest(data, length, actual, &actual_length, EVP_sha256(), NULL) != 1 || actual_length != 32 ||
+      memcmp(actual, digest, 32) != 0) {
+    return CHUNK_BAD;
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_length = 0;
-  if (EVP_Digest(r->data, r->length, digest, &digest_length, EVP_sha256(), NULL) != 1 || digest_length != 32 ||
-      memcmp(digest, r->digest, 32) != 0) {
-    r->status = CHUNK_BAD;
-    return;
-  }
-  r->status = CHUNK_OK;
+  return CHUNK_OK;
+}
+
+static void read_execute(napi_env env, void *opaque) {
+  chunk_read_t *r = opaque;
+  r->status = tessera_read_chunk(r->path, r->data, r->length, r->digest, &r->err);
 }
 
 static void read_complete(napi_env env, napi_status status, void *opaque) {

@@ -40,9 +40,18 @@ napi_value tessera_get_args(napi_env env, napi_callback_info info, size_t expect
 int64_t tessera_get_int64(napi_env env, napi_value value);
 double tessera_get_double(napi_env env, napi_value value);
 
+/* What reading a cached chunk found (tessera_read_chunk). */
+enum { CHUNK_OK = 0, CHUNK_MISSING = 1, CHUNK_BAD = 2, CHUNK_ERROR = 3 };
+
+/* Reads the chunk file at `path` into `data` (length + 1 bytes, to notice a
+ * file that is too long) and checks it: CHUNK_OK when it holds exactly
+ * `length` bytes whose SHA-256 is `digest`; *err is set with CHUNK_ERROR. */
+int tessera_read_chunk(const char *path, unsigned char *data, size_t length, const unsigned char *digest, int *err);
+
 void tessera_register_fuse(napi_env env, napi_value exports);
 void tessera_register_fs(napi_env env, napi_value exports);
 void tessera_register_chunk_file(napi_env env, napi_value exports);
 void tessera_register_segment(napi_env env, napi_value exports);
+void tessera_register_read_stream(napi_env env, napi_value exports);
 
 #endif

@@ -19,8 +19,8 @@
  * Requests that need no data from the image (open, opendir, release,
  * forget) are answered right here, without a call into JavaScript. */
 #define _GNU_SOURCE
-#define FUSE_USE_VERSION 34
 #include "common.h"
+#include "fuse_session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,20 +36,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* Operation codes shared with src/fuse/session.ts. */
-enum {
-  OP_INIT = 0,
-  OP_EXIT = 1,
-  OP_LOOKUP = 2,
-  OP_GETATTR = 3,
-  OP_READLINK = 4,
-  OP_READ = 5,
-  OP_READDIR = 6,
-  OP_READDIRPLUS = 7,
-  OP_STATFS = 8,
-  OP_GETXATTR = 9,
-  OP_LISTXATTR = 10,
-};
+
 
 /* Layout of the shared Float64Array through which JavaScript passes file
  * attributes (and statfs figures) without allocating objects per reply. */
@@ -73,22 +60,7 @@ enum {
   ATTR_SLOTS
 };
 
-typedef struct {
-  struct fuse_session *se;
-  napi_env env;
-  napi_ref dispatch;
-  napi_ref resource;
-  napi_async_context async_context;
-  uv_poll_t poll;
-  struct fuse_buf buf;
-  int polling;
-  int exited;
-  int closed;
-  char *mountpoint;
-  int keep_cache;
-  int direct_io;
-  unsigned max_readahead;
-} session_t;
+
 
 static double *attr_slots = NULL;
 static napi_ref attr_slots_ref = NULL;
@@ -97,8 +69,7 @@ static napi_ref attr_slots_ref = NULL;
  * JavaScript thread, inside the callback scope opened by on_readable. A
  * request handle travels as a double: user-space pointers on 64-bit Linux
  * fit in 48 bits, well within 2^53. */
-static void post(session_t *s, int op, fuse_req_t req, uint64_t ino, uint64_t a, uint64_t b,
-                 const char *name) {
+void tessera_fuse_post(session_t *s, int op, fuse_req_t req, uint64_t ino, uint64_t a, uint64_t b, const char *name) {
   napi_env env = s->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -136,19 +107,19 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   /* The image never changes under the mount: nothing to invalidate. */
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   if (s->max_readahead > 0) conn->max_readahead = s->max_readahead;
-  post(s, OP_INIT, NULL, 0, 0, 0, NULL);
+  tessera_fuse_post(s, OP_INIT, NULL, 0, 0, 0, NULL);
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  post(fuse_req_userdata(req), OP_LOOKUP, req, parent, 0, 0, name);
+  tessera_fuse_post(fuse_req_userdata(req), OP_LOOKUP, req, parent, 0, 0, name);
 }
 
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  post(fuse_req_userdata(req), OP_GETATTR, req, ino, 0, 0, NULL);
+  tessera_fuse_post(fuse_req_userdata(req), OP_GETATTR, req, ino, 0, 0, NULL);
 }
 
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
-  post(fuse_req_userdata(req), OP_READLINK, req, ino, 0, 0, NULL);
+  tessera_fuse_post(fuse_req_userdata(req), OP_READLINK, req, ino, 0, 0, NULL);
 }
 
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -163,7 +134,9 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-  post(fuse_req_userdata(req), OP_READ, req, ino, size, (uint64_t)off, NULL);
+  session_t *s = fuse_req_userdata(req);
+  if (tessera_stream_read(s, req, ino, size, (uint64_t)off)) return;
+  tessera_fuse_post(fuse_req_userdata(req), OP_READ, req, ino, size, (uint64_t)off, NULL);
 }
 
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -178,12 +151,12 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-  post(fuse_req_userdata(req), OP_READDIR, req, ino, size, (uint64_t)off, NULL);
+  tessera_fuse_post(fuse_req_userdata(req), OP_READDIR, req, ino, size, (uint64_t)off, NULL);
 }
 
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                            struct fuse_file_info *fi) {
-  post(fuse_req_userdata(req), OP_READDIRPLUS, req, ino, size, (uint64_t)off, NULL);
+  tessera_fuse_post(fuse_req_userdata(req), OP_READDIRPLUS, req, ino, size, (uint64_t)off, NULL);
 }
 
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -191,15 +164,15 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 }
 
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
-  post(fuse_req_userdata(req), OP_STATFS, req, ino, 0, 0, NULL);
+  tessera_fuse_post(fuse_req_userdata(req), OP_STATFS, req, ino, 0, 0, NULL);
 }
 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
-  post(fuse_req_userdata(req), OP_GETXATTR, req, ino, size, 0, name);
+  tessera_fuse_post(fuse_req_userdata(req), OP_GETXATTR, req, ino, size, 0, name);
 }
 
 static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  post(fuse_req_userdata(req), OP_LISTXATTR, req, ino, size, 0, NULL);
+  tessera_fuse_post(fuse_req_userdata(req), OP_LISTXATTR, req, ino, size, 0, NULL);
 }
 
 /* The image keeps no per-inode state, so the kernel's forgets need no work. */
@@ -298,18 +271,25 @@ static void process_init_allowing_mmap(session_t *s) {
   }
 }
 
+void tessera_session_enter(session_t *s, js_entry_t *entry) {
+  napi_open_handle_scope(s->env, &entry->handles);
+  napi_value resource;
+  napi_get_reference_value(s->env, s->resource, &resource);
+  napi_open_callback_scope(s->env, resource, s->async_context, &entry->callback);
+}
+
+void tessera_session_leave(session_t *s, js_entry_t *entry) {
+  napi_close_callback_scope(s->env, entry->callback);
+  napi_close_handle_scope(s->env, entry->handles);
+}
+
 /* The descriptor is readable: take every waiting request, then tell
  * JavaScript if the kernel ended the session (the file system was
  * unmounted, or its connection aborted). */
 static void on_readable(uv_poll_t *handle, int status, int events) {
   session_t *s = handle->data;
-  napi_env env = s->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value resource;
-  napi_get_reference_value(env, s->resource, &resource);
-  napi_callback_scope callback_scope;
-  napi_open_callback_scope(env, resource, s->async_context, &callback_scope);
+  js_entry_t entry;
+  tessera_session_enter(s, &entry);
   int ended = status < 0;
   for (int taken = 0; taken < 256 && !ended; taken++) {
     int rc = fuse_session_receive_buf(s->se, &s->buf);
@@ -325,11 +305,10 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     s->exited = 1;
     uv_poll_stop(&s->poll);
     s->polling = 0;
-    post(s, OP_EXIT, NULL, 0, 0, 0, NULL);
+    tessera_fuse_post(s, OP_EXIT, NULL, 0, 0, 0, NULL);
   }
-  /* Closing the scope runs the promise reactions the requests started. */
-  napi_close_callback_scope(env, callback_scope);
-  napi_close_handle_scope(env, scope);
+  /* Leaving runs the promise reactions the requests started. */
+  tessera_session_leave(s, &entry);
 }
 
 static fuse_req_t req_from(napi_env env, napi_value value) {
@@ -626,6 +605,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
     s->polling = 0;
   }
   if (!s->exited) umount2(s->mountpoint, MNT_DETACH);
+  tessera_streams_close(s);
   /* The kernel side is gone, so this neither blocks nor runs fusermount3. */
   fuse_session_unmount(s->se);
   fuse_session_destroy(s->se);

@@ -75,6 +75,17 @@ export interface NativeBuild {
   digestFile(path: Buffer, size: number, callback: NativeBuildCallback<Buffer>): void;
 }
 
+/** What a session's read streams (src/native/read_stream.c) did so far. */
+export interface StreamStats {
+  /** Reads answered from a stream. */
+  served: number;
+  /** Of those, reads that waited for their chunks. */
+  waited: number;
+  /** Reads a stream covered but handed to JavaScript (a chunk failed its check or could not be read). */
+  handedOver: number;
+  badChunks: number;
+}
+
 /** Opaque handle to a running FUSE session. */
 export type SessionHandle = { readonly __brand: 'SessionHandle' };
 
@@ -108,6 +119,10 @@ export interface NativeFuse {
   replyReadlink(request: number, target: Buffer): number;
   replyXattrSize(request: number, size: number): number;
   replyStatfs(request: number): number;
+  /** Read streams (src/native/read_stream.c): see SessionStreams in src/fuse/session.ts. */
+  streamSetup(session: SessionHandle, cacheDir: string, holdBytes: number, maxStreams: number, want: (ino: number, from: number) => void): void;
+  streamFeed(session: SessionHandle, ino: number, fileSize: number, from: number, records: Buffer, restart: boolean): number;
+  streamStats(session: SessionHandle): StreamStats;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

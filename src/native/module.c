@@ -93,6 +93,7 @@ static napi_value init(napi_env env, napi_value exports) {
   tessera_register_fs(env, exports);
   tessera_register_chunk_file(env, exports);
   tessera_register_segment(env, exports);
+  tessera_register_read_stream(env, exports);
   return exports;
 }
 
