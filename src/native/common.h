@@ -39,6 +39,7 @@ napi_value tessera_get_args(napi_env env, napi_callback_info info, size_t expect
 
 int64_t tessera_get_int64(napi_env env, napi_value value);
 double tessera_get_double(napi_env env, napi_value value);
+napi_value tessera_int_value(napi_env env, int value);
 
 /* What reading a cached chunk found (tessera_read_chunk). */
 enum { CHUNK_OK = 0, CHUNK_MISSING = 1, CHUNK_BAD = 2, CHUNK_ERROR = 3 };

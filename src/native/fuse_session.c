@@ -335,12 +335,6 @@ static void fill_stat(struct stat *st) {
   st->st_ctim.tv_nsec = (long)attr_slots[ATTR_CTIME_NSEC];
 }
 
-static napi_value return_int(napi_env env, int value) {
-  napi_value result;
-  napi_create_int32(env, value, &result);
-  return result;
-}
-
 /* setAttrSlots(Float64Array(ATTR_SLOTS)) */
 static napi_value js_set_attr_slots(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -373,7 +367,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   e.generation = 1;
   e.entry_timeout = tessera_get_double(env, argv[1]);
   e.attr_timeout = tessera_get_double(env, argv[2]);
-  return return_int(env, fuse_reply_entry(req_from(env, argv[0]), &e));
+  return tessera_int_value(env, fuse_reply_entry(req_from(env, argv[0]), &e));
 }
 
 /* replyAttr(req, attrTimeout) */
@@ -383,7 +377,7 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct stat st;
   fill_stat(&st);
-  return return_int(env, fuse_reply_attr(req_from(env, argv[0]), &st, tessera_get_double(env, argv[1])));
+  return tessera_int_value(env, fuse_reply_attr(req_from(env, argv[0]), &st, tessera_get_double(env, argv[1])));
 }
 
 /* replyErr(req, errno) */
@@ -391,7 +385,7 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  return return_int(env, fuse_reply_err(req_from(env, argv[0]), (int)tessera_get_int64(env, argv[1])));
+  return tessera_int_value(env, fuse_reply_err(req_from(env, argv[0]), (int)tessera_get_int64(env, argv[1])));
 }
 
 /* replyBuf(req, buffer, length): read data, directory listings, xattrs. */
@@ -404,7 +398,7 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_buffer_info(env, argv[1], &data, &length));
   size_t wanted = (size_t)tessera_get_int64(env, argv[2]);
   if (wanted < length) length = wanted;
-  return return_int(env, fuse_reply_buf(req_from(env, argv[0]), data, length));
+  return tessera_int_value(env, fuse_reply_buf(req_from(env, argv[0]), data, length));
 }
 
 /* replyBufs(req, buffers): read data in pieces (the chunks a read spans,
@@ -417,7 +411,7 @@ static napi_value js_reply_bufs(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_array_length(env, argv[1], &count));
   struct iovec small[64];
   struct iovec *iov = count <= 64 ? small : malloc(count * sizeof *iov);
-  if (iov == NULL) return return_int(env, fuse_reply_err(req_from(env, argv[0]), ENOMEM));
+  if (iov == NULL) return tessera_int_value(env, fuse_reply_err(req_from(env, argv[0]), ENOMEM));
   for (uint32_t i = 0; i < count; i++) {
     napi_value element;
     void *data = NULL;
@@ -432,7 +426,7 @@ static napi_value js_reply_bufs(napi_env env, napi_callback_info info) {
   }
   int rc = fuse_reply_iov(req_from(env, argv[0]), iov, (int)count);
   if (iov != small) free(iov);
-  return return_int(env, rc);
+  return tessera_int_value(env, rc);
 }
 
 /* replyReadlink(req, targetBuffer) */
@@ -444,7 +438,7 @@ static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   if (target == NULL) return NULL;
   int rc = fuse_reply_readlink(req_from(env, argv[0]), target);
   free(target);
-  return return_int(env, rc);
+  return tessera_int_value(env, rc);
 }
 
 /* replyXattrSize(req, size): the answer to a getxattr/listxattr size probe. */
@@ -452,7 +446,7 @@ static napi_value js_reply_xattr_size(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  return return_int(env, fuse_reply_xattr(req_from(env, argv[0]), (size_t)tessera_get_int64(env, argv[1])));
+  return tessera_int_value(env, fuse_reply_xattr(req_from(env, argv[0]), (size_t)tessera_get_int64(env, argv[1])));
 }
 
 /* replyStatfs(req): figures in the attr slots, in struct statvfs order
@@ -472,7 +466,7 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   sv.f_ffree = (fsfilcnt_t)attr_slots[6];
   sv.f_favail = (fsfilcnt_t)attr_slots[7];
   sv.f_namemax = (unsigned long)attr_slots[8];
-  return return_int(env, fuse_reply_statfs(req_from(env, argv[0]), &sv));
+  return tessera_int_value(env, fuse_reply_statfs(req_from(env, argv[0]), &sv));
 }
 
 static void free_args(struct fuse_args *args) {
@@ -581,9 +575,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-static session_t *session_from(napi_env env, napi_value value) {
+session_t *tessera_session_from(napi_env env, napi_value value) {
   session_t *s = NULL;
-  if (napi_get_value_external(env, value, (void **)&s) != napi_ok) {
+  if (napi_get_value_external(env, value, (void **)&s) != napi_ok || s == NULL) {
     napi_throw_type_error(env, NULL, "expected a FUSE session handle");
     return NULL;
   }
@@ -597,7 +591,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session_t *s = session_from(env, argv[0]);
+  session_t *s = tessera_session_from(env, argv[0]);
   if (s == NULL || s->closed) return NULL;
   s->closed = 1;
   if (s->polling) {
@@ -625,7 +619,7 @@ static napi_value js_umount_detach(napi_env env, napi_callback_info info) {
   if (path == NULL) return NULL;
   int rc = umount2(path, MNT_DETACH) == 0 ? 0 : errno;
   free(path);
-  return return_int(env, rc);
+  return tessera_int_value(env, rc);
 }
 
 void tessera_register_fuse(napi_env env, napi_value exports) {

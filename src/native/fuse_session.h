@@ -70,6 +70,8 @@ typedef struct {
   napi_callback_scope callback;
 } js_entry_t;
 void tessera_session_enter(session_t *s, js_entry_t *entry);
+/* The session behind a handle from JavaScript; NULL, with a TypeError thrown, for anything else. */
+session_t *tessera_session_from(napi_env env, napi_value value);
 void tessera_session_leave(session_t *s, js_entry_t *entry);
 
 void tessera_fuse_post(session_t *s, int op, fuse_req_t req, uint64_t ino, uint64_t a, uint64_t b, const char *name);

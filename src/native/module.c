@@ -88,6 +88,12 @@ double tessera_get_double(napi_env env, napi_value value) {
   return result;
 }
 
+napi_value tessera_int_value(napi_env env, int value) {
+  napi_value result;
+  napi_create_int32(env, value, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   tessera_register_fuse(env, exports);
   tessera_register_fs(env, exports);

@@ -340,28 +340,13 @@ void tessera_streams_close(session_t *s) {
   s->streams.cache_dir = NULL;
 }
 
-static session_t *session_of(napi_env env, napi_value value) {
-  session_t *s = NULL;
-  if (napi_get_value_external(env, value, (void **)&s) != napi_ok || s == NULL) {
-    napi_throw_type_error(env, NULL, "expected a FUSE session handle");
-    return NULL;
-  }
-  return s;
-}
-
-static napi_value int_value(napi_env env, int value) {
-  napi_value result;
-  napi_create_int32(env, value, &result);
-  return result;
-}
-
 /* streamSetup(session, cacheDir, holdBytes, maxStreams, want(ino, fedTo)):
  * from now on, files may be streamed from the chunk files in cacheDir;
  * each stream holds at most holdBytes of chunks. */
 static napi_value js_stream_setup(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   if (tessera_get_args(env, info, 5, argv) == NULL) return NULL;
-  session_t *s = session_of(env, argv[0]);
+  session_t *s = tessera_session_from(env, argv[0]);
   if (s == NULL) return NULL;
   char *dir = tessera_get_bytes(env, argv[1], NULL);
   if (dir == NULL) return NULL;
@@ -423,7 +408,7 @@ static read_stream_t *open_stream(session_t *s, uint64_t ino, uint64_t file_size
 static napi_value js_stream_feed(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   if (tessera_get_args(env, info, 6, argv) == NULL) return NULL;
-  session_t *s = session_of(env, argv[0]);
+  session_t *s = tessera_session_from(env, argv[0]);
   if (s == NULL) return NULL;
   uint64_t ino = (uint64_t)tessera_get_double(env, argv[1]);
   uint64_t file_size = (uint64_t)tessera_get_double(env, argv[2]);
@@ -433,7 +418,7 @@ static napi_value js_stream_feed(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_buffer_info(env, argv[4], (void **)&records, &records_length));
   bool restart = false;
   NAPI_CALL(env, napi_get_value_bool(env, argv[5], &restart));
-  if (s->closed || s->exited || s->streams.cache_dir == NULL) return int_value(env, 0);
+  if (s->closed || s->exited || s->streams.cache_dir == NULL) return tessera_int_value(env, 0);
   size_t count = records_length / RECORD_BYTES;
   /* A stream that asked for pieces from `from` on, or (a restart) one that
    * is there already: its feed came after the reader's next read. */
@@ -442,16 +427,16 @@ static napi_value js_stream_feed(napi_env env, napi_callback_info info) {
     read_stream_t *open = s->streams.open[i];
     if (open != NULL && open->ino == ino && open->fed_to == from) st = open;
   }
-  if (st == NULL && find_stream(s, ino, from, from) != NULL) return int_value(env, 0);
+  if (st == NULL && find_stream(s, ino, from, from) != NULL) return tessera_int_value(env, 0);
   if (st == NULL) {
-    if (!restart || count == 0) return int_value(env, 0);
+    if (!restart || count == 0) return tessera_int_value(env, 0);
     st = open_stream(s, ino, file_size, from);
-    if (st == NULL) return int_value(env, 0);
+    if (st == NULL) return tessera_int_value(env, 0);
   }
   st->used = ++s->streams.clock;
   st->wanting = 0;
   st->exhausted = count == 0;
-  if (count == 0) return int_value(env, 0);
+  if (count == 0) return tessera_int_value(env, 0);
   uv_loop_t *loop = NULL;
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
   int taken = 0;
@@ -493,14 +478,14 @@ static napi_value js_stream_feed(napi_env env, napi_callback_info info) {
       slot->state = SLOT_BAD;
     }
   }
-  return int_value(env, taken);
+  return tessera_int_value(env, taken);
 }
 
 /* streamStats(session) -> { served, waited, handedOver, badChunks } */
 static napi_value js_stream_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (tessera_get_args(env, info, 1, argv) == NULL) return NULL;
-  session_t *s = session_of(env, argv[0]);
+  session_t *s = tessera_session_from(env, argv[0]);
   if (s == NULL) return NULL;
   napi_value result, value;
   NAPI_CALL(env, napi_create_object(env, &result));
