@@ -52,7 +52,8 @@ export class ImageFilesystem implements FilesystemHandlers {
 
   async read(ino: number, offset: number, size: number): Promise<Buffer[]> {
     const file = await this.inodeOfType(ino, S_IFREG, errno.EISDIR);
-    const pieces = await this.image.readFile(file, offset, size, (first, last, read) => this.readAhead.onRead(first, last, read));
+    const streamed = this.streams?.continues(file, offset) === true;
+    const pieces = await this.image.readFile(file, offset, size, (first, last, read) => this.readAhead.onRead(first, last, read, !streamed));
     this.streams?.afterRead(file, offset, Math.min(file.size, offset + size));
     return pieces;
   }

@@ -54,6 +54,8 @@ export class ReadStreams {
   private session: SessionStreams | undefined;
   /** Where the last reads JavaScript answered of each recent file ended (one per reader, a few); least recent file first. */
   private readonly lastEnds = new Map<number, number[]>();
+  /** Where the last feed of each recent file's stream ended. */
+  private readonly fedTo = new Map<number, number>();
 
   constructor(
     private readonly image: Image,
@@ -69,6 +71,18 @@ export class ReadStreams {
       this.onActivity?.();
       void this.feed(ino, from, false);
     });
+  }
+
+  /**
+   * Whether a read of `file` from `offset` goes on from an earlier one, or
+   * lands near where a stream of the file was fed to (it outran its
+   * stream): a stream starts (again) after it.
+   */
+  continues(file: Inode, offset: number): boolean {
+    if (this.session === undefined || file.size < this.limits.minFileBytes || this.image.recording) return false;
+    const fedTo = this.fedTo.get(file.ino);
+    if (fedTo !== undefined && Math.abs(offset - fedTo) <= this.limits.holdBytes) return true;
+    return this.lastEnds.get(file.ino)?.includes(offset) === true;
   }
 
   /** JavaScript answered a read of `file` from `offset` to `end`: one that goes on from the last starts a stream after it. */
@@ -124,6 +138,12 @@ export class ReadStreams {
       piece.chunk?.digest.copy(records, at + 24);
     });
     const taken = session.feed(ino, file.size, from, records, restart);
+    if (taken > 0) {
+      const last = pieces[taken - 1]!;
+      this.fedTo.delete(ino);
+      this.fedTo.set(ino, last.fileOffset + last.length);
+      if (this.fedTo.size > FILES_KEPT) this.fedTo.delete(this.fedTo.keys().next().value!);
+    }
     for (const piece of pieces.slice(0, taken)) if (piece.chunk !== undefined) this.local.noteStreamed(piece.chunk);
   }
 

@@ -98,9 +98,14 @@ export class ReadAhead {
     private readonly limits: ReadAheadLimits = DEFAULT_READ_AHEAD,
   ) {}
 
-  /** A read of `file` touched chunks `first .. last` (indices into the image's chunk table). */
-  onRead(first: number, last: number, file: Inode): void {
-    this.warmAhead(last);
+  /**
+   * A read of `file` touched chunks `first .. last` (indices into the
+   * image's chunk table). `warm` false: a read stream reads what follows
+   * from disk itself (src/fuse/read-streams.ts), so warming it into memory
+   * would read it twice and hold the pool threads the stream needs.
+   */
+  onRead(first: number, last: number, file: Inode, warm = true): void {
+    if (warm) this.warmAhead(last);
     const known = this.files.get(file.ino);
     if (known !== undefined) return this.follow(first, last, file.ino, known);
     this.shapeOf(file, last)

@@ -273,7 +273,10 @@ int tessera_stream_read(session_t *s, fuse_req_t req, uint64_t ino, size_t size,
       serve(st, req, off, end);
       return 1;
     case COVER_WAIT:
-      if (st->parked_count == PARKED_MAX) return 0;
+      if (st->parked_count == PARKED_MAX) {
+        s->streams.handed_over += 1;
+        return 0;
+      }
       st->parked[st->parked_count++] = (parked_t){req, size, off, end};
       s->streams.waited += 1;
       return 1;

@@ -31,7 +31,7 @@ function layout(sizes: readonly number[]): { files: FakeFile[]; total: number } 
   return { files, total: next };
 }
 
-function fakeImage(files: readonly FakeFile[], total: number, hinted: Set<number>, held: Set<number>): Image {
+function fakeImage(files: readonly FakeFile[], total: number, hinted: Set<number>, held: Set<number>, warmed?: Set<number>): Image {
   const record = (index: number): ChunkRecord => ({ digest: Buffer.from(String(index)), pack: 0, packOffset: index * CHUNK, compressedLength: CHUNK, length: CHUNK });
   const indexOf = (chunk: ChunkRecord): number => Number(chunk.digest.toString());
   const fake = {
@@ -45,6 +45,7 @@ function fakeImage(files: readonly FakeFile[], total: number, hinted: Set<number
       holds: (chunk: ChunkRecord) => held.has(indexOf(chunk)),
       prefetch: (chunk: ChunkRecord) => void hinted.add(indexOf(chunk)),
       get: async () => Buffer.alloc(0),
+      ...(warmed === undefined ? {} : { warm: (chunk: ChunkRecord) => void warmed.add(indexOf(chunk)) }),
     },
   };
   return fake as unknown as Image;
@@ -111,5 +112,19 @@ describe('read-ahead', () => {
     readAhead.onRead(5, 5, files[1]!.inode);
     await settle();
     assert.deepEqual([...hinted].sort((a, b) => a - b), range(4, 24).filter((index) => index % 2 === 0));
+  });
+
+  test('a local big file is warmed ahead of its reads, except where a read stream reads it from disk itself', async () => {
+    const { files, total } = layout([400]);
+    const all = new Set(range(0, 400));
+    const warmed = new Set<number>();
+    const streamed = new ReadAhead(fakeImage(files, total, new Set(), all, warmed));
+    for (let at = 0; at < 200; at++) streamed.onRead(at, at, files[0]!.inode, false);
+    await settle();
+    assert.equal(warmed.size, 0, 'chunks a stream reads were warmed into memory too');
+    const read = new ReadAhead(fakeImage(files, total, new Set(), all, warmed));
+    for (let at = 0; at < 200; at++) read.onRead(at, at, files[0]!.inode);
+    await settle();
+    assert.ok(warmed.has(201) && warmed.has(199 + 32), `warmed ${warmed.size} chunks, not the ones after the reads`);
   });
 });
