@@ -87,7 +87,8 @@ export class Scratch {
       spawnSync('fusermount3', ['-u', '-z', mountpoint], { stdio: 'ignore' });
     }
     this.mounts.clear();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    // A daemon detached lazily may still write into the cache (a chunk it was fetching, its statistics) as it exits.
+    fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
 

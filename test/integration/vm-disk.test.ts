@@ -35,9 +35,16 @@ describe('a VM disk image, mounted lazily and loop-mounted', () => {
     inner = scratch.mountpoint('inner');
   });
   after(async () => {
-    if (inner !== '') spawnSync('umount', ['-l', inner], { stdio: 'ignore' });
-    await scratch.cleanup();
-    await registry?.stop();
+    // The loop device first, then the tessera mount under it, waiting for its daemon: one still
+    // exiting would write into the cache as cleanup removes it.
+    if (inner !== '' && spawnSync('umount', [inner], { stdio: 'ignore' }).status !== 0) spawnSync('umount', ['-l', inner], { stdio: 'ignore' });
+    try {
+      if (mnt !== '') await scratch.umount(mnt).catch(() => undefined);
+      await scratch.cleanup();
+    } finally {
+      // A registry left running keeps the test's process alive: the suite would hang.
+      await registry?.stop();
+    }
   });
 
   test('the disk is 5 GiB, sparse, and loop-mounts read-only', () => {
