@@ -5,6 +5,7 @@
  * path with nothing to prepare; the tests start theirs through this too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -106,10 +107,20 @@ export async function startLocalRegistry(options: LocalRegistryOptions = {}): Pr
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline && child.exitCode === null && !(await answers(host))) await new Promise((r) => setTimeout(r, 50));
     if (child.exitCode === null && (await answers(host))) {
+      // A registry its owner did not stop (a cleanup that threw first) must
+      // not keep the process alive, nor outlive it: it goes when the process exits.
+      const atExit = (): void => {
+        child.kill('SIGKILL');
+        fs.rmSync(work, { recursive: true, force: true });
+      };
+      process.on('exit', atExit);
+      child.unref();
+      for (const stream of [child.stdout, child.stderr]) (stream as Socket | null)?.unref();
       return {
         host,
         storageDir,
         stop: async () => {
+          process.off('exit', atExit);
           await stopProcess(child);
           fs.rmSync(work, { recursive: true, force: true });
         },
