@@ -5,7 +5,6 @@
  * path with nothing to prepare; the tests start theirs through this too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Socket } from 'node:net';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -115,7 +114,7 @@ export async function startLocalRegistry(options: LocalRegistryOptions = {}): Pr
       };
       process.on('exit', atExit);
       child.unref();
-      for (const stream of [child.stdout, child.stderr]) (stream as Socket | null)?.unref();
+      for (const stream of [child.stdout, child.stderr]) (stream as net.Socket | null)?.unref();
       return {
         host,
         storageDir,
