@@ -37,10 +37,17 @@ const RECORD_BYTES = 56;
 const HOLE = 1;
 /** A hole is handed over in pieces of at most this (a record's length is 32 bits). */
 const HOLE_PIECE = 1 << 30;
-/** Files whose last reads' ends are remembered, and readers per file. */
+/** Files whose last reads' ends (and streams' last feeds) are remembered, and readers per file. */
 const FILES_KEPT = 64;
 const READERS_KEPT = 4;
 const EXTENT_BATCH = 64;
+
+/** Sets `ino`'s entry as the most recent one, forgetting the least recent file past FILES_KEPT. */
+function rememberFile<T>(files: Map<number, T>, ino: number, value: T): void {
+  files.delete(ino);
+  files.set(ino, value);
+  if (files.size > FILES_KEPT) files.delete(files.keys().next().value!);
+}
 
 interface Piece {
   fileOffset: number;
@@ -73,13 +80,18 @@ export class ReadStreams {
     });
   }
 
+  /** Streams are for big files, and not while reads are recorded (a profile must see every read). */
+  private streamable(file: Inode): boolean {
+    return this.session !== undefined && file.size >= this.limits.minFileBytes && !this.image.recording;
+  }
+
   /**
    * Whether a read of `file` from `offset` goes on from an earlier one, or
    * lands near where a stream of the file was fed to (it outran its
    * stream): a stream starts (again) after it.
    */
   continues(file: Inode, offset: number): boolean {
-    if (this.session === undefined || file.size < this.limits.minFileBytes || this.image.recording) return false;
+    if (!this.streamable(file)) return false;
     const fedTo = this.fedTo.get(file.ino);
     if (fedTo !== undefined && Math.abs(offset - fedTo) <= this.limits.holdBytes) return true;
     return this.lastEnds.get(file.ino)?.includes(offset) === true;
@@ -87,15 +99,13 @@ export class ReadStreams {
 
   /** JavaScript answered a read of `file` from `offset` to `end`: one that goes on from the last starts a stream after it. */
   afterRead(file: Inode, offset: number, end: number): void {
-    if (this.session === undefined || file.size < this.limits.minFileBytes || this.image.recording) return;
+    if (!this.streamable(file)) return;
     const ends = this.lastEnds.get(file.ino) ?? [];
     const reader = ends.indexOf(offset);
     if (reader >= 0) ends.splice(reader, 1);
     ends.push(end);
     if (ends.length > READERS_KEPT) ends.shift();
-    this.lastEnds.delete(file.ino);
-    this.lastEnds.set(file.ino, ends);
-    if (this.lastEnds.size > FILES_KEPT) this.lastEnds.delete(this.lastEnds.keys().next().value!);
+    rememberFile(this.lastEnds, file.ino, ends);
     if (reader >= 0 && end < file.size) void this.feed(file.ino, end, true);
   }
 
@@ -140,9 +150,7 @@ export class ReadStreams {
     const taken = session.feed(ino, file.size, from, records, restart);
     if (taken > 0) {
       const last = pieces[taken - 1]!;
-      this.fedTo.delete(ino);
-      this.fedTo.set(ino, last.fileOffset + last.length);
-      if (this.fedTo.size > FILES_KEPT) this.fedTo.delete(this.fedTo.keys().next().value!);
+      rememberFile(this.fedTo, ino, last.fileOffset + last.length);
     }
     for (const piece of pieces.slice(0, taken)) if (piece.chunk !== undefined) this.local.noteStreamed(piece.chunk);
   }
