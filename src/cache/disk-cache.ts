@@ -193,6 +193,11 @@ export class DiskCache {
     this.hit(chunk);
   }
 
+  /** A chunk noted streamed that was not there after all: its hit is taken back. */
+  noteNotStreamed(): void {
+    this.stats.hits -= 1;
+  }
+
   /** An entry of the wrong size or digest: counted and removed, so the next reader fetches it again. */
   private dropDamaged(file: string): void {
     this.stats.corrupt += 1;

@@ -20,6 +20,8 @@ export interface LocalChunkFiles {
   has(chunk: ChunkRecord): boolean;
   /** A chunk a stream will read: a cache hit, and used now (for eviction's order). */
   noteStreamed(chunk: ChunkRecord): void;
+  /** One chunk noted streamed was not on disk after all: not a hit (the usual path that reads it counts what it finds). */
+  noteNotStreamed(): void;
 }
 
 export interface StreamLimits {
@@ -74,7 +76,14 @@ export class ReadStreams {
 
   attach(session: SessionStreams): void {
     this.session = session;
-    session.setup(this.local.dir, this.limits.holdBytes, this.limits.maxStreams, (ino, from) => {
+    session.setup(this.local.dir, this.limits.holdBytes, this.limits.maxStreams, (ino, from, missing) => {
+      if (missing) {
+        // The stream stopped at a chunk not on disk: reads from there on are
+        // the usual path's, which reads ahead (and fetches) for them.
+        this.fedTo.delete(ino);
+        this.local.noteNotStreamed();
+        return;
+      }
       this.onActivity?.();
       void this.feed(ino, from, false);
     });
@@ -155,7 +164,12 @@ export class ReadStreams {
     for (const piece of pieces.slice(0, taken)) if (piece.chunk !== undefined) this.local.noteStreamed(piece.chunk);
   }
 
-  /** The file's pieces from `from` on, about `bytes` of them, up to the first chunk not on disk. */
+  /**
+   * The file's pieces from `from` on, about `bytes` of them; none when the
+   * first chunk is not on disk. Only the first is looked for here: the
+   * session finds the others missing when it opens them (and stops the
+   * stream there), which keeps a stat per chunk off this thread.
+   */
   private async piecesFrom(file: Inode, from: number, bytes: number): Promise<Piece[]> {
     const { tree } = this.image;
     const pieces: Piece[] = [];
@@ -164,6 +178,7 @@ export class ReadStreams {
       for (let at = from; at < to; at += HOLE_PIECE) pieces.push({ fileOffset: at, length: Math.min(HOLE_PIECE, to - at), chunkOffset: 0 });
       from = Math.max(from, to);
     };
+    let firstChecked = false;
     let index = await tree.findExtent(file, from);
     while (from < limit) {
       const extents = await tree.extents(file, index, EXTENT_BATCH);
@@ -174,7 +189,9 @@ export class ReadStreams {
         hole(extent.fileOffset);
         const chunk = await tree.chunk(extent.chunk);
         // Past the chunk's end is a damaged tree: the usual path says so.
-        if (extent.chunkOffset + extent.length > chunk.length || !this.local.has(chunk)) return pieces;
+        if (extent.chunkOffset + extent.length > chunk.length) return pieces;
+        if (!firstChecked && !this.local.has(chunk)) return pieces;
+        firstChecked = true;
         pieces.push({ fileOffset: from, length: extentEnd - from, chunkOffset: extent.chunkOffset + (from - extent.fileOffset), chunk });
         from = extentEnd;
       }

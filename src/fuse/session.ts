@@ -69,7 +69,7 @@ export interface FilesystemHandlers {
  * names, and calls `want` when a stream needs its next pieces.
  */
 export interface SessionStreams {
-  setup(cacheDir: string, holdBytes: number, maxStreams: number, want: (ino: number, from: number) => void): void;
+  setup(cacheDir: string, holdBytes: number, maxStreams: number, want: (ino: number, from: number, missing: boolean) => void): void;
   /** Pieces from `from` on, 56-byte records (see read-streams.ts); returns how many the stream took. */
   feed(ino: number, fileSize: number, from: number, records: Buffer, restart: boolean): number;
 }

@@ -120,7 +120,7 @@ export interface NativeFuse {
   replyXattrSize(request: number, size: number): number;
   replyStatfs(request: number): number;
   /** Read streams (src/native/read_stream.c): see SessionStreams in src/fuse/session.ts. */
-  streamSetup(session: SessionHandle, cacheDir: string, holdBytes: number, maxStreams: number, want: (ino: number, from: number) => void): void;
+  streamSetup(session: SessionHandle, cacheDir: string, holdBytes: number, maxStreams: number, want: (ino: number, from: number, missing: boolean) => void): void;
   streamFeed(session: SessionHandle, ino: number, fileSize: number, from: number, records: Buffer, restart: boolean): number;
   streamStats(session: SessionHandle): StreamStats;
 }

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 
 /* Chunks (or holes) a stream holds at once: 10 MiB at the 16 KiB smallest chunk. */
@@ -42,6 +43,11 @@
 #define RECORD_HOLE 1u
 /* No chunk is longer (the format's limit is 256 KiB; this only guards the allocation). */
 #define CHUNK_LENGTH_LIMIT (16u * 1024 * 1024)
+/* Chunks up to this long are read into the stream's ring (below); longer ones get memory of their own. */
+#define RING_PIECE_MAX (1024u * 1024)
+/* Where each piece starts in the ring: whole cache lines, for the copies and the hash. */
+#define RING_ALIGN 64u
+#define HUGE_PAGE (2u * 1024 * 1024)
 
 enum { SLOT_QUEUED, SLOT_READY, SLOT_BAD };
 
@@ -60,6 +66,8 @@ typedef struct {
   int err;
   unsigned char digest[32];
   unsigned char *data;
+  /* Bytes of the ring data takes (0: data is malloc'd, or there is none). */
+  size_t ring_length;
 } slot_t;
 
 typedef struct {
@@ -89,7 +97,21 @@ struct read_stream {
   int in_flight;
   int wanting;
   int exhausted;
+  /* A chunk it was fed is not on disk: the stream is fed no more (the usual path fetches from there). */
+  int stopped;
   uint64_t used;
+  /* The memory chunks are read into, taken in file order and given back in
+   * the same order, as the reader moves past them. Why: a malloc and free
+   * per chunk left glibc giving pages back and taking them again (120,000
+   * page faults per GiB read, each page zeroed first), and a copy into
+   * memory just faulted in is the slowest there is. The ring is mapped
+   * when the stream first needs it and unmapped once it has served the
+   * file's end, so a stream that is done holds no memory. Live bytes run
+   * from ring_start to ring_end (wrapped when ring_end < ring_start);
+   * ring_live counts the slots in it. */
+  unsigned char *ring;
+  size_t ring_size, ring_start, ring_end;
+  size_t ring_live;
 };
 
 static const unsigned char zeros[64 * 1024];
@@ -106,8 +128,73 @@ static uint64_t stream_start(read_stream_t *st) {
   return st->count > 0 ? slot_at(st, 0)->file_offset : st->fed_to;
 }
 
+static size_t align_up(size_t n, size_t to) {
+  return (n + to - 1) / to * to;
+}
+
+static void ring_unmap(read_stream_t *st) {
+  if (st->ring != NULL) munmap(st->ring, st->ring_size);
+  st->ring = NULL;
+  st->ring_size = st->ring_start = st->ring_end = st->ring_live = 0;
+}
+
+/* Memory for one chunk (length bytes), from the ring when it fits there: NULL when neither ring nor malloc has any. */
+static unsigned char *piece_memory(read_stream_t *st, uint64_t hold_bytes, size_t length, size_t *ring_length) {
+  *ring_length = 0;
+  if (length <= RING_PIECE_MAX) {
+    if (st->ring == NULL) {
+      /* The hold, one more piece of the biggest size for the gap a wrap leaves, and the alignment of every slot. */
+      size_t size = align_up((size_t)hold_bytes + 2 * (RING_PIECE_MAX + RING_ALIGN) + SLOTS_MAX * RING_ALIGN, HUGE_PAGE);
+      void *ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (ring != MAP_FAILED) {
+        /* Huge pages where the system allows them: a 10 MiB ring is five pages to fault in, not 2,560. */
+        madvise(ring, size, MADV_HUGEPAGE);
+        st->ring = ring;
+        st->ring_size = size;
+      }
+    }
+    if (st->ring != NULL) {
+      size_t need = align_up(length, RING_ALIGN);
+      size_t at = SIZE_MAX;
+      if (st->ring_live == 0) st->ring_start = st->ring_end = 0;
+      if (st->ring_end >= st->ring_start) {
+        if (st->ring_end + need <= st->ring_size) {
+          at = st->ring_end;
+        } else if (need < st->ring_start) {
+          at = 0; /* wrap: the space from ring_end to the ring's end stays unused this time round */
+        }
+      } else if (st->ring_end + need < st->ring_start) {
+        at = st->ring_end;
+      }
+      if (at != SIZE_MAX) {
+        st->ring_end = at + need;
+        st->ring_live += 1;
+        *ring_length = need;
+        return st->ring + at;
+      }
+    }
+  }
+  return malloc(length);
+}
+
+/* Gives a consumed slot's memory back (slots go in the order they came). */
+static void piece_release(read_stream_t *st, slot_t *slot) {
+  if (slot->ring_length > 0) {
+    st->ring_start = (size_t)(slot->data - st->ring) + slot->ring_length;
+    st->ring_live -= 1;
+  } else {
+    free(slot->data);
+  }
+  slot->data = NULL;
+  slot->ring_length = 0;
+}
+
 static void free_stream(read_stream_t *st) {
-  for (size_t i = 0; i < st->count; i++) free(slot_at(st, i)->data);
+  for (size_t i = 0; i < st->count; i++) {
+    slot_t *slot = slot_at(st, i);
+    if (slot->ring_length == 0) free(slot->data);
+  }
+  ring_unmap(st);
   free(st->cache_dir);
   free(st);
 }
@@ -165,12 +252,32 @@ static void consume(read_stream_t *st, uint64_t limit) {
   while (st->count > 0) {
     slot_t *slot = slot_at(st, 0);
     if (slot_end(slot) > limit || slot->state == SLOT_QUEUED) break;
-    free(slot->data);
-    slot->data = NULL;
+    piece_release(st, slot);
     if (!slot->hole) st->held -= slot->chunk_length;
     st->head = (st->head + 1) % SLOTS_MAX;
     st->count -= 1;
   }
+  /* Served to the file's end: nothing more will be read into the ring. */
+  if (st->count == 0 && st->fed_to >= st->file_size) ring_unmap(st);
+}
+
+/* Calls JavaScript's want(ino, from, missing): feed the stream from `from` on, or (missing) the chunk at `from` is not on disk. */
+static void call_want(read_stream_t *st, uint64_t from, bool missing) {
+  session_t *s = st->session;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value want, undefined, argv[3], result;
+  napi_get_reference_value(env, s->streams.want, &want);
+  napi_get_undefined(env, &undefined);
+  napi_create_double(env, (double)st->ino, &argv[0]);
+  napi_create_double(env, (double)from, &argv[1]);
+  napi_get_boolean(env, missing, &argv[2]);
+  if (napi_call_function(env, undefined, want, 3, argv, &result) != napi_ok) {
+    napi_value exception;
+    if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
+  }
+  napi_close_handle_scope(env, scope);
 }
 
 /* Asks JavaScript for the next pieces once fewer than three fifths of what a stream may hold are ahead of its reader. */
@@ -179,19 +286,7 @@ static void maybe_want(read_stream_t *st) {
   if (st->wanting || st->exhausted || st->fed_to >= st->file_size || s->streams.want == NULL) return;
   if (st->fed_to - st->served_to >= s->streams.hold_bytes / 5 * 3) return;
   st->wanting = 1;
-  napi_env env = s->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value want, undefined, argv[2], result;
-  napi_get_reference_value(env, s->streams.want, &want);
-  napi_get_undefined(env, &undefined);
-  napi_create_double(env, (double)st->ino, &argv[0]);
-  napi_create_double(env, (double)st->fed_to, &argv[1]);
-  if (napi_call_function(env, undefined, want, 2, argv, &result) != napi_ok) {
-    napi_value exception;
-    if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
-  }
-  napi_close_handle_scope(env, scope);
+  call_want(st, st->fed_to, false);
 }
 
 /* Answers a read whose slots are all in, with one writev of the chunks' bytes. */
@@ -298,7 +393,6 @@ static void slot_execute(uv_work_t *work) {
   name[64] = '\0';
   size_t path_length = strlen(slot->stream->cache_dir) + 80;
   char *path = malloc(path_length);
-  slot->data = malloc((size_t)slot->chunk_length + 1);
   if (path == NULL || slot->data == NULL) {
     slot->result = CHUNK_ERROR;
     slot->err = ENOMEM;
@@ -307,10 +401,6 @@ static void slot_execute(uv_work_t *work) {
     slot->result = tessera_read_chunk(path, slot->data, slot->chunk_length, slot->digest, &slot->err);
   }
   free(path);
-  if (slot->result != CHUNK_OK) {
-    free(slot->data);
-    slot->data = NULL;
-  }
 }
 
 /* Back on the JavaScript thread: the chunk is in (or not); answer who waits for it. */
@@ -325,11 +415,21 @@ static void slot_done(uv_work_t *work, int status) {
     if (st->in_flight == 0) free_stream(st);
     return;
   }
-  if (slot->state == SLOT_BAD) s->streams.bad_chunks += 1;
-  if (st->parked_count == 0) return;
+  /* JavaScript checks only the first chunk of a feed is on disk (a stat of
+   * every one, on its thread, was a fifth of that thread's time in a big
+   * read, and waited on the disk when the cache's directory entries were
+   * cold); the rest are found missing here, where they are opened anyway. */
+  int missing = slot->result == CHUNK_MISSING;
+  if (slot->state == SLOT_BAD && !missing) s->streams.bad_chunks += 1;
+  if (!missing && st->parked_count == 0) return;
   js_entry_t entry;
   tessera_session_enter(s, &entry);
-  serve_parked(st);
+  if (missing && s->streams.want != NULL) {
+    st->stopped = 1;
+    st->exhausted = 1;
+    call_want(st, slot->file_offset, true);
+  }
+  if (st->session != NULL) serve_parked(st);
   tessera_session_leave(s, &entry);
 }
 
@@ -343,9 +443,11 @@ void tessera_streams_close(session_t *s) {
   s->streams.cache_dir = NULL;
 }
 
-/* streamSetup(session, cacheDir, holdBytes, maxStreams, want(ino, fedTo)):
+/* streamSetup(session, cacheDir, holdBytes, maxStreams, want(ino, from, missing)):
  * from now on, files may be streamed from the chunk files in cacheDir;
- * each stream holds at most holdBytes of chunks. */
+ * each stream holds at most holdBytes of chunks. want asks for the pieces
+ * from `from` on, or (missing) says the chunk at `from` was not on disk:
+ * the stream stopped there and asks for nothing more. */
 static napi_value js_stream_setup(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   if (tessera_get_args(env, info, 5, argv) == NULL) return NULL;
@@ -430,6 +532,7 @@ static napi_value js_stream_feed(napi_env env, napi_callback_info info) {
     read_stream_t *open = s->streams.open[i];
     if (open != NULL && open->ino == ino && open->fed_to == from) st = open;
   }
+  if (st != NULL && st->stopped) return tessera_int_value(env, 0);
   if (st == NULL && find_stream(s, ino, from, from) != NULL) return tessera_int_value(env, 0);
   if (st == NULL) {
     if (!restart || count == 0) return tessera_int_value(env, 0);
@@ -475,6 +578,8 @@ static napi_value js_stream_feed(napi_env env, napi_callback_info info) {
     }
     slot->state = SLOT_QUEUED;
     st->held += chunk_length;
+    /* One byte more than the chunk: tessera_read_chunk reads one past its end to notice a cache file that is too long. */
+    slot->data = piece_memory(st, s->streams.hold_bytes, (size_t)chunk_length + 1, &slot->ring_length);
     st->in_flight += 1;
     if (uv_queue_work(loop, &slot->work, slot_execute, slot_done) != 0) {
       st->in_flight -= 1;

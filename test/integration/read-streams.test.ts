@@ -5,6 +5,7 @@
  * included, in both page-cache modes and with readers at several places at
  * once; a chunk file damaged or gone from the cache under a stream is
  * never served, and the read still gets the right bytes (fetched again);
+ * a file cached only in part streams up to its first missing chunk;
  * and the daemon's log says the streams did answer the reads.
  */
 import assert from 'node:assert/strict';
@@ -203,6 +204,26 @@ describe('read streams', () => {
     // What was damaged was dropped and fetched again: the cache is whole.
     const verify = await tessera(['cache', 'verify', '--json', '--cache-dir', cacheDir]);
     assert.equal(verify.code, 0, verify.stdout);
+  });
+
+  test('a file cached only in part: its stream stops at the first chunk not on disk, and the rest comes from the store in batches', async () => {
+    // Chunks past 16 MiB of other.bin were never fetched (gone from the cache: as after eviction).
+    const gone = await chunkFilesOf(ref, 'other.bin', 16 * MIB, cacheDir);
+    assert.ok(gone.length > 50, `only ${gone.length} chunks past 16 MiB of other.bin`);
+    for (const file of gone) fs.rmSync(file, { force: true });
+    const stats = async (): Promise<{ hits: number; misses: number; chunksFetched: number; requests: number }> =>
+      JSON.parse((await tesseraOk(['cache', 'stats', '--json', '--cache-dir', cacheDir])).stdout);
+    const before = await stats();
+    const figures = await withMount([], async (mnt) => {
+      assert.equal(await ddHash(path.join(mnt, 'other.bin')), sha256(other));
+    });
+    const after = await stats();
+    assert.ok(figures.served >= 8, `streams answered ${figures.served} of ${figures.reads} reads`);
+    assert.equal(figures.badChunks, 0, 'a chunk not on disk is not a damaged one');
+    // Each missing chunk fetched once, in a few range reads (read-ahead batches them), not one request each.
+    assert.equal(after.chunksFetched - before.chunksFetched, gone.length);
+    assert.ok(after.requests - before.requests <= gone.length / 10, `${after.requests - before.requests} requests for ${gone.length} chunks`);
+    for (const file of gone) assert.ok(fs.existsSync(file), `${file} was not fetched back`);
   });
 
   test('a reader stopped in the middle of a stream, then the mount unmounted: the daemon exits cleanly', async () => {
