@@ -35,7 +35,7 @@ typedef struct {
   int err;
 } chunk_read_t;
 
-int tessera_read_chunk(const char *path, unsigned char *data, size_t length, const unsigned char *digest, int *err) {
+int tessera_read_chunk_bytes(const char *path, unsigned char *data, size_t length, int *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     *err = errno;
@@ -58,7 +58,12 @@ int tessera_read_chunk(const char *path, unsigned char *data, size_t length, con
     if (n == 0 || got == length) break;
   }
   close(fd);
-  if (got != length) return CHUNK_BAD;
+  return got == length ? CHUNK_OK : CHUNK_BAD;
+}
+
+int tessera_read_chunk(const char *path, unsigned char *data, size_t length, const unsigned char *digest, int *err) {
+  int read = tessera_read_chunk_bytes(path, data, length, err);
+  if (read != CHUNK_OK) return read;
   unsigned char actual[EVP_MAX_MD_SIZE];
   unsigned int actual_length = 0;
   if (EVP_Digest(data, length, actual, &actual_length, EVP_sha256(), NULL) != 1 || actual_length != 32 ||

@@ -48,11 +48,17 @@ enum { CHUNK_OK = 0, CHUNK_MISSING = 1, CHUNK_BAD = 2, CHUNK_ERROR = 3 };
  * file that is too long) and checks it: CHUNK_OK when it holds exactly
  * `length` bytes whose SHA-256 is `digest`; *err is set with CHUNK_ERROR. */
 int tessera_read_chunk(const char *path, unsigned char *data, size_t length, const unsigned char *digest, int *err);
+/* The same without the check of the digest: CHUNK_OK when the file holds exactly `length` bytes (for a caller that hashes many at once). */
+int tessera_read_chunk_bytes(const char *path, unsigned char *data, size_t length, int *err);
+
+/* SHA-256 of count buffers into digest[i]: many at once in AVX-512 lanes where the CPU has them (sha256_many.c). */
+void tessera_sha256_many(const unsigned char *const *data, const size_t *length, size_t count, unsigned char (*digest)[32]);
 
 void tessera_register_fuse(napi_env env, napi_value exports);
 void tessera_register_fs(napi_env env, napi_value exports);
 void tessera_register_chunk_file(napi_env env, napi_value exports);
 void tessera_register_segment(napi_env env, napi_value exports);
 void tessera_register_read_stream(napi_env env, napi_value exports);
+void tessera_register_sha256_many(napi_env env, napi_value exports);
 
 #endif

@@ -29,6 +29,8 @@ export interface NativeFs {
    * cannot be read.
    */
   readChunkFile(path: string, buffer: Buffer, digest: Buffer, callback: (code: number) => void): void;
+  /** SHA-256 of each buffer, 32 bytes each, computed as the read streams do it (src/native/sha256_many.c): for the tests. */
+  sha256Many(buffers: readonly Buffer[]): Buffer;
 }
 
 /** What went wrong in a native build job (src/native/segment.c); `piece` is the index of the file piece. */

@@ -100,6 +100,7 @@ static napi_value init(napi_env env, napi_value exports) {
   tessera_register_chunk_file(env, exports);
   tessera_register_segment(env, exports);
   tessera_register_read_stream(env, exports);
+  tessera_register_sha256_many(env, exports);
   return exports;
 }
 
