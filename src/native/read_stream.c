@@ -86,6 +86,8 @@ typedef struct {
   int state;
   /* What the pool thread found (CHUNK_OK, ...); turned into state on this thread. */
   int result;
+  /* The pool thread checked the digest too (no lanes to check batches in: see slot_execute). */
+  int checked;
   int err;
   unsigned char digest[32];
   unsigned char *data;
@@ -430,7 +432,11 @@ static void slot_execute(uv_work_t *work) {
     slot->err = ENOMEM;
   } else {
     snprintf(path, path_length, "%s/chunks/%.2s/%s", slot->stream->cache_dir, name, name);
-    slot->result = tessera_read_chunk_bytes(path, slot->data, slot->chunk_length, &slot->err);
+    /* Without AVX-512 a batch is no cheaper than one chunk at a time, and
+     * the thread that read a chunk has it in its cache: check it there. */
+    slot->checked = !tessera_sha256_lanes();
+    slot->result = slot->checked ? tessera_read_chunk(path, slot->data, slot->chunk_length, slot->digest, &slot->err)
+                                 : tessera_read_chunk_bytes(path, slot->data, slot->chunk_length, &slot->err);
   }
   free(path);
 }
@@ -624,7 +630,9 @@ static void slot_done(uv_work_t *work, int status) {
   st->in_flight -= 1;
   st->reading -= 1;
   if (status != 0) slot->result = CHUNK_ERROR;
-  if (slot->result == CHUNK_OK) {
+  if (slot->result == CHUNK_OK && slot->checked) {
+    slot->state = SLOT_READY;
+  } else if (slot->result == CHUNK_OK) {
     slot->state = SLOT_READ;
     st->read_waiting += 1;
   } else {
@@ -642,7 +650,7 @@ static void slot_done(uv_work_t *work, int status) {
   int missing = slot->result == CHUNK_MISSING;
   if (slot->state == SLOT_BAD && !missing) s->streams.bad_chunks += 1;
   maybe_hash(st);
-  if (missing || (slot->state == SLOT_BAD && st->parked_count > 0)) after_change(st, missing, slot->file_offset);
+  if (missing || (slot->state != SLOT_READ && st->parked_count > 0)) after_change(st, missing, slot->file_offset);
 }
 
 void tessera_streams_close(session_t *s) {

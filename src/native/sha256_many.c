@@ -232,7 +232,7 @@ __attribute__((target("avx512f,avx512bw"))) static void sha256_lanes(const unsig
   }
 }
 
-static int lanes_supported(void) {
+int tessera_sha256_lanes(void) {
   static int supported = -1;
   if (supported < 0) {
     __builtin_cpu_init();
@@ -242,7 +242,7 @@ static int lanes_supported(void) {
 }
 
 void tessera_sha256_many(const unsigned char *const *data, const size_t *length, size_t count, unsigned char (*digest)[32]) {
-  if (count < MB_LANES_MIN || !lanes_supported()) {
+  if (count < MB_LANES_MIN || !tessera_sha256_lanes()) {
     for (size_t i = 0; i < count; i++) sha256_one(data[i], length[i], digest[i]);
     return;
   }
