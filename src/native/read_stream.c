@@ -54,8 +54,8 @@
 #define RECORD_HOLE 1u
 /* No chunk is longer (the format's limit is 256 KiB; this only guards the allocation). */
 #define CHUNK_LENGTH_LIMIT (16u * 1024 * 1024)
-/* Chunks up to this long are read into the stream's ring (below); longer ones get memory of their own. */
-#define RING_PIECE_MAX (1024u * 1024)
+/* Chunks up to this long (the format's longest, and the byte read past its end) are read into the stream's ring (below); longer ones get memory of their own. */
+#define RING_PIECE_MAX (256u * 1024 + 1)
 /* Where each piece starts in the ring: whole cache lines, for the copies and the hash. */
 #define RING_ALIGN 64u
 #define RING_PAGE 4096u
