@@ -289,8 +289,8 @@ static void consume(read_stream_t *st, uint64_t limit) {
     st->head = (st->head + 1) % SLOTS_MAX;
     st->count -= 1;
   }
-  /* Served to the file's end: nothing more will be read into the ring. */
-  if (st->count == 0 && st->fed_to >= st->file_size) ring_unmap(st);
+  /* Served to the file's end, or to where it stopped: nothing more will be read into the ring. */
+  if (st->count == 0 && (st->fed_to >= st->file_size || st->stopped)) ring_unmap(st);
 }
 
 /* Calls JavaScript's want(ino, from, missing): feed the stream from `from` on, or (missing) the chunk at `from` is not on disk. */
@@ -406,8 +406,10 @@ int tessera_stream_read(session_t *s, fuse_req_t req, uint64_t ino, size_t size,
       }
       st->parked[st->parked_count++] = (parked_t){req, size, off, end};
       s->streams.waited += 1;
-      /* Its chunks may be read and waiting for a batch to fill: check them now. */
+      /* Its chunks may be read and waiting for a batch to fill: check them now
+       * (and answer it, should that have been done on this thread). */
       maybe_hash(st);
+      serve_parked(st);
       return 1;
     default:
       s->streams.handed_over += 1;
@@ -476,7 +478,9 @@ static struct {
   hash_job_t *queued, *queued_last, *done;
   uv_async_t async;
   int started;
-} hasher = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, NULL, {0}, 0};
+  /* It could not be started: batches are checked on the JavaScript thread (maybe_hash). */
+  int failed;
+} hasher = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, NULL, {0}, 0, 0};
 
 static void *hasher_main(void *unused) {
   for (;;) {
@@ -518,20 +522,21 @@ static void on_hashed(uv_async_t *handle) {
 
 /* Hands a batch to the hasher (started on first use, on the loop of the JavaScript thread): 0, or -1 when it cannot run. */
 static int hasher_queue(uv_loop_t *loop, hash_job_t *job) {
+  if (hasher.failed) return -1;
   if (!hasher.started) {
     pthread_t thread;
     pthread_attr_t attr;
+    hasher.failed = 1;
     if (uv_async_init(loop, &hasher.async, on_hashed) != 0) return -1;
-    /* It must not keep the process alive: the streams that use it do. */
+    /* It must not keep the process alive: the streams that use it do.
+     * (Left open, unused, if the thread cannot start.) */
     uv_unref((uv_handle_t *)&hasher.async);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     int failed = pthread_create(&thread, &attr, hasher_main, NULL);
     pthread_attr_destroy(&attr);
-    if (failed != 0) {
-      uv_close((uv_handle_t *)&hasher.async, NULL);
-      return -1;
-    }
+    if (failed != 0) return -1;
+    hasher.failed = 0;
     hasher.started = 1;
   }
   job->next = NULL;
@@ -557,18 +562,19 @@ static int reader_near(read_stream_t *st) {
   return 0;
 }
 
-/* Starts checking the chunks read so far, once there are enough of them or the reader is near. */
+/* Starts checking the chunks read so far, once there are enough of them or
+ * the reader is near. The caller answers the reads waiting on them (a
+ * batch the hasher cannot take is checked right here). */
 static void maybe_hash(read_stream_t *st) {
   session_t *s = st->session;
   if (s == NULL) return;
   uv_loop_t *loop = NULL;
   while (st->hashing < HASH_JOBS_MAX && st->read_waiting > 0) {
     if (st->read_waiting < HASH_BATCH_MIN && st->reading > 0 && !reader_near(st)) return;
+    hash_job_t here;
     hash_job_t *job = malloc(sizeof *job);
-    if (job == NULL || (loop == NULL && napi_get_uv_event_loop(s->env, &loop) != napi_ok)) {
-      free(job);
-      return;
-    }
+    if (loop == NULL && napi_get_uv_event_loop(s->env, &loop) != napi_ok) loop = NULL;
+    if (job == NULL) job = &here;
     job->stream = st;
     job->count = 0;
     for (size_t i = 0; i < st->count && job->count < HASH_BATCH_MAX; i++) {
@@ -578,11 +584,16 @@ static void maybe_hash(read_stream_t *st) {
       job->slots[job->count++] = slot;
     }
     st->read_waiting -= (int)job->count;
-    if (hasher_queue(loop, job) != 0) {
-      /* Not checked, so never served: the reads over them go to JavaScript. */
-      for (size_t i = 0; i < job->count; i++) job->slots[i]->state = SLOT_BAD;
-      free(job);
-      return;
+    if (job == &here || loop == NULL || hasher_queue(loop, job) != 0) {
+      /* No memory, or no hasher: checked on this thread, a batch at a time. */
+      hash_job_run(job);
+      for (size_t i = 0; i < job->count; i++) {
+        slot_t *slot = job->slots[i];
+        slot->state = slot->result == CHUNK_OK ? SLOT_READY : SLOT_BAD;
+        if (slot->state == SLOT_BAD) s->streams.bad_chunks += 1;
+      }
+      if (job != &here) free(job);
+      continue;
     }
     st->in_flight += 1;
     st->hashing += 1;
@@ -650,7 +661,7 @@ static void slot_done(uv_work_t *work, int status) {
   int missing = slot->result == CHUNK_MISSING;
   if (slot->state == SLOT_BAD && !missing) s->streams.bad_chunks += 1;
   maybe_hash(st);
-  if (missing || (slot->state != SLOT_READ && st->parked_count > 0)) after_change(st, missing, slot->file_offset);
+  if (missing || st->parked_count > 0) after_change(st, missing, slot->file_offset);
 }
 
 void tessera_streams_close(session_t *s) {

@@ -255,6 +255,10 @@ static napi_value js_sha256_many(napi_env env, napi_callback_info info) {
   if (tessera_get_args(env, info, 1, argv) == NULL) return NULL;
   uint32_t count = 0;
   NAPI_CALL(env, napi_get_array_length(env, argv[0], &count));
+  if (count > 1u << 20) {
+    napi_throw_range_error(env, NULL, "sha256Many: at most 2^20 buffers");
+    return NULL;
+  }
   const unsigned char **data = calloc(count + 1, sizeof *data);
   size_t *length = calloc(count + 1, sizeof *length);
   unsigned char *out = NULL;
