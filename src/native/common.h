@@ -51,9 +51,9 @@ int tessera_read_chunk(const char *path, unsigned char *data, size_t length, con
 /* The same without the check of the digest: CHUNK_OK when the file holds exactly `length` bytes (for a caller that hashes many at once). */
 int tessera_read_chunk_bytes(const char *path, unsigned char *data, size_t length, int *err);
 
-/* SHA-256 of count buffers into digest[i]: many at once in AVX-512 lanes where the CPU has them (sha256_many.c). */
 /* Whether tessera_sha256_many has lanes here (AVX-512; TESSERA_NO_SHA256_LANES set in the environment says no). */
 int tessera_sha256_lanes(void);
+/* SHA-256 of count buffers into digest[i]: many at once in AVX-512 lanes where the CPU has them (sha256_many.c). */
 void tessera_sha256_many(const unsigned char *const *data, const size_t *length, size_t count, unsigned char (*digest)[32]);
 
 void tessera_register_fuse(napi_env env, napi_value exports);

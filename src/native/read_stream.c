@@ -136,7 +136,8 @@ struct read_stream {
    * page faults per GiB read, each page zeroed first), and a copy into
    * memory just faulted in is the slowest there is. The ring is mapped
    * when the stream first needs it and unmapped once it has served the
-   * file's end, so a stream that is done holds no memory. Live bytes run
+   * file's end (or where it stopped), so a stream that is done holds no
+   * memory. Live bytes run
    * from ring_start to ring_end (wrapped when ring_end < ring_start);
    * ring_live counts the slots in it. */
   unsigned char *ring;
@@ -222,10 +223,7 @@ static void piece_release(read_stream_t *st, slot_t *slot) {
 }
 
 static void free_stream(read_stream_t *st) {
-  for (size_t i = 0; i < st->count; i++) {
-    slot_t *slot = slot_at(st, i);
-    if (slot->ring_length == 0) free(slot->data);
-  }
+  for (size_t i = 0; i < st->count; i++) piece_release(st, slot_at(st, i));
   ring_unmap(st);
   free(st->cache_dir);
   free(st);
@@ -463,6 +461,15 @@ static void hash_job_run(hash_job_t *job) {
   for (size_t i = 0; i < job->count; i++) job->slots[i]->result = memcmp(digest[i], job->slots[i]->digest, 32) == 0 ? CHUNK_OK : CHUNK_BAD;
 }
 
+/* On the JavaScript thread: a checked batch's slots become ready or bad (counted in s, when the stream still has a session). */
+static void settle_batch(hash_job_t *job, session_t *s) {
+  for (size_t i = 0; i < job->count; i++) {
+    slot_t *slot = job->slots[i];
+    slot->state = slot->result == CHUNK_OK ? SLOT_READY : SLOT_BAD;
+    if (slot->state == SLOT_BAD && s != NULL) s->streams.bad_chunks += 1;
+  }
+}
+
 static void hash_done(hash_job_t *job);
 
 /* The hasher: one thread for the process, checking the batches of every
@@ -587,11 +594,7 @@ static void maybe_hash(read_stream_t *st) {
     if (job == &here || loop == NULL || hasher_queue(loop, job) != 0) {
       /* No memory, or no hasher: checked on this thread, a batch at a time. */
       hash_job_run(job);
-      for (size_t i = 0; i < job->count; i++) {
-        slot_t *slot = job->slots[i];
-        slot->state = slot->result == CHUNK_OK ? SLOT_READY : SLOT_BAD;
-        if (slot->state == SLOT_BAD) s->streams.bad_chunks += 1;
-      }
+      settle_batch(job, s);
       if (job != &here) free(job);
       continue;
     }
@@ -620,11 +623,7 @@ static void hash_done(hash_job_t *job) {
   st->in_flight -= 1;
   st->hashing -= 1;
   session_t *s = st->session;
-  for (size_t i = 0; i < job->count; i++) {
-    slot_t *slot = job->slots[i];
-    slot->state = slot->result == CHUNK_OK ? SLOT_READY : SLOT_BAD;
-    if (slot->state == SLOT_BAD && s != NULL) s->streams.bad_chunks += 1;
-  }
+  settle_batch(job, s);
   free(job);
   if (s == NULL) {
     if (st->in_flight == 0) free_stream(st);

@@ -47,7 +47,8 @@ static const uint32_t H256[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
 
 static void sha256_one(const unsigned char *data, size_t length, unsigned char digest[32]) {
   unsigned int digest_length = 0;
-  EVP_Digest(data, length, digest, &digest_length, EVP_sha256(), NULL);
+  /* Should OpenSSL fail, a digest of zeros: it matches no chunk, so nothing unchecked is served. */
+  if (EVP_Digest(data, length, digest, &digest_length, EVP_sha256(), NULL) != 1 || digest_length != 32) memset(digest, 0, 32);
 }
 
 /* Sixteen lanes' hash state, word i of lane l at state[i][l]. */
